@@ -81,4 +81,6 @@ def read_frame_results(path: str | Path) -> Iterator[FrameResult]:
             try:
                 yield frame_result_from_dict(json.loads(text))
             except (ValueError, KeyError, TypeError) as err:
-                raise ClipSpotError(f"{path}:{number}: not a ClipSpot prediction line ({err})") from None
+                raise ClipSpotError(
+                    f"{path}:{number}: not a ClipSpot prediction line ({err})"
+                ) from None

@@ -68,7 +68,9 @@ def read_icdar_gt(path: str | Path) -> list[GroundTruthWord]:
         try:
             coords = np.array([float(v) for v in parts[:8]], dtype=np.float32).reshape(4, 2)
         except ValueError:
-            raise ClipSpotError(f"{path}:{number}: coordinates are not numbers: {line[:60]!r}") from None
+            raise ClipSpotError(
+                f"{path}:{number}: coordinates are not numbers: {line[:60]!r}"
+            ) from None
         text = parts[8] if len(parts) == 9 else ""
         words.append(GroundTruthWord(polygon=coords, text=text))
     return words
@@ -100,7 +102,9 @@ def read_ic15_word_gt(path: str | Path) -> list[WordCrop]:
         name, sep, quoted = line.partition(", ")
         quoted = quoted.strip()
         if not sep or len(quoted) < 2 or quoted[0] != '"' or quoted[-1] != '"':
-            raise ClipSpotError(f'{path}:{number}: expected \'word_N.png, "Text"\', got {line[:60]!r}')
+            raise ClipSpotError(
+                f"{path}:{number}: expected 'word_N.png, \"Text\"', got {line[:60]!r}"
+            )
         text = quoted[1:-1].replace('\\"', '"')
         crops.append(WordCrop(path=path.parent / name, text=text))
     return crops
@@ -116,6 +120,8 @@ def read_iiit5k_tags(path: str | Path) -> list[WordCrop]:
             continue
         name, sep, text = line.partition(" ")
         if not sep or not text:
-            raise ClipSpotError(f"{path}:{number}: expected 'images/NAME.png Word', got {line[:60]!r}")
+            raise ClipSpotError(
+                f"{path}:{number}: expected 'images/NAME.png Word', got {line[:60]!r}"
+            )
         crops.append(WordCrop(path=path.parent / name, text=text))
     return crops

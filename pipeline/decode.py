@@ -1,0 +1,191 @@
+"""Turn what a user points ClipSpot at into RGB frames.
+
+    kind = input_kind("street.mp4")             # "image" | "directory" | "video"
+    for source, frame in iter_input("street.mp4"):
+        ...                                       # frame: VideoFrame(index, pts, rgb uint8)
+
+Inputs: an image file, a directory of images (natural order: img_2 before img_10), a video file,
+or a stream URL PyAV can open (rtsp://, http(s)://, udp://, file:). Video frames come in display
+order with `pts` in seconds exactly as the container says (it may not start at 0); images have
+`frame` 0 and `pts` None. Push decoding for the service (bytes arriving over gRPC) lives in
+`pipeline.stream_decode` and is re-exported here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import av
+import cv2
+import numpy as np
+
+from pipeline.errors import ClipSpotError
+from pipeline.stream_decode import StreamDecoder, remux_streamable, remux_to_mpegts
+from pipeline.types import VideoFrame
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "StreamDecoder",
+    "VideoReader",
+    "decode_image_bytes",
+    "input_kind",
+    "is_url",
+    "iter_input",
+    "list_images",
+    "read_image",
+    "remux_streamable",
+    "remux_to_mpegts",
+]
+
+InputKind = Literal["image", "directory", "video"]
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+_URL = re.compile(r"^(rtsp|rtsps|rtmp|http|https|udp|tcp|srt|file):", re.IGNORECASE)
+_OPEN_TIMEOUT_S = 10.0  # a dead camera URL fails in seconds instead of hanging the CLI
+
+
+def is_url(source: str) -> bool:
+    return bool(_URL.match(source))
+
+
+def input_kind(source: str) -> InputKind:
+    """Classify an input; a local path that does not exist is a ClipSpotError."""
+    if is_url(source):
+        return "video"
+    path = Path(source)
+    if path.is_dir():
+        return "directory"
+    if not path.exists():
+        raise ClipSpotError(f"{source}: no such file or directory")
+    return "image" if path.suffix.lower() in IMAGE_SUFFIXES else "video"
+
+
+def _natural_key(path: Path) -> list[int | str]:
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
+
+
+def list_images(directory: str | Path) -> list[Path]:
+    """The image files directly inside `directory`, in natural order."""
+    directory = Path(directory)
+    files = [p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    if not files:
+        raise ClipSpotError(f"{directory}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return sorted(files, key=_natural_key)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image file as RGB uint8 (H, W, 3)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ClipSpotError(f"{path}: no such image file")
+    return decode_image_bytes(path.read_bytes(), name=str(path))
+
+
+def decode_image_bytes(
+    data: bytes, shape: tuple[int, ...] | None = None, name: str = "image"
+) -> np.ndarray:
+    """Decode one frame sent as bytes: JPEG/PNG/... when `shape` is None, else raw RGB uint8 of
+    `shape` (H, W, 3) (or (H, W) grey, expanded to RGB)."""
+    if shape is not None:
+        return _raw_frame(data, tuple(int(s) for s in shape), name)
+    buf = np.frombuffer(data, dtype=np.uint8)
+    image = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
+    if image is None:
+        raise ClipSpotError(
+            f"{name}: not a readable image ({len(data)} bytes; corrupt or unsupported)"
+        )
+    return np.ascontiguousarray(image[:, :, ::-1])
+
+
+def _raw_frame(data: bytes, shape: tuple[int, ...], name: str) -> np.ndarray:
+    valid = len(shape) == 2 or (len(shape) == 3 and shape[2] == 3)
+    if not valid or min(shape) <= 0:
+        raise ClipSpotError(f"{name}: raw frame shape {shape} is not (H, W, 3) or (H, W)")
+    expected = int(np.prod(shape))
+    if len(data) != expected:
+        raise ClipSpotError(
+            f"{name}: raw frame of shape {shape} needs {expected} bytes, got {len(data)}"
+        )
+    frame = np.frombuffer(data, dtype=np.uint8).reshape(shape)
+    return np.repeat(frame[:, :, None], 3, axis=2) if frame.ndim == 2 else frame.copy()
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    width: int
+    height: int
+    fps: float | None  # the container's average rate; None for streams that do not say
+    frame_count: int | None  # None when unknown (live streams, some containers)
+
+
+class VideoReader:
+    """A video file or stream URL decoded frame by frame in display order.
+
+    Opens on construction (so a bad path fails before any work) and closes when iteration ends.
+    threads: decoder threads (0 = FFmpeg's choice); frame threading adds no reordering here
+    because frames are read to the end.
+    """
+
+    def __init__(self, source: str, threads: int = 0) -> None:
+        self.source = source
+        options = {"rtsp_transport": "tcp"} if source.lower().startswith("rtsp") else {}
+        try:
+            self._container = av.open(source, options=options, timeout=_OPEN_TIMEOUT_S)
+        except (av.FFmpegError, OSError, UnicodeDecodeError) as err:
+            raise ClipSpotError(f"{source}: cannot open as video ({_reason(err)})") from None
+        if not self._container.streams.video:
+            self._container.close()
+            raise ClipSpotError(f"{source}: no video track")
+        self._stream = self._container.streams.video[0]
+        self._stream.thread_type = "AUTO"
+        self._stream.codec_context.thread_count = threads
+        rate = self._stream.average_rate
+        self.info = VideoInfo(
+            width=self._stream.codec_context.width,
+            height=self._stream.codec_context.height,
+            fps=float(rate) if rate else None,
+            frame_count=self._stream.frames or None,
+        )
+
+    def __iter__(self) -> Iterator[VideoFrame]:
+        index = 0
+        try:
+            for frame in self._container.decode(self._stream):
+                yield VideoFrame(index, frame.time, frame.to_ndarray(format="rgb24"))
+                index += 1
+        except av.FFmpegError as err:
+            raise ClipSpotError(
+                f"{self.source}: cannot decode video at frame {index} ({_reason(err)})"
+            ) from None
+        finally:
+            self._container.close()
+        if index == 0:
+            raise ClipSpotError(f"{self.source}: no decodable video frames")
+
+    def close(self) -> None:
+        self._container.close()
+
+
+def _reason(err: BaseException) -> str:
+    # FFmpeg errors repeat the file name in str(err); keep only the reason.
+    return getattr(err, "strerror", None) or str(err)
+
+
+def iter_input(source: str, threads: int = 0) -> Iterator[tuple[str, VideoFrame]]:
+    """(source name, frame) for every image or frame of an input, in order.
+
+    The source name is the input as given for an image or a video, and each image's own path
+    for a directory, which is what the JSON Lines `source` field carries.
+    """
+    kind = input_kind(source)
+    if kind == "video":
+        for frame in VideoReader(source, threads=threads):
+            yield source, frame
+        return
+    paths = list_images(source) if kind == "directory" else [Path(source)]
+    for path in paths:
+        name = source if kind == "image" else str(path)
+        yield name, VideoFrame(0, None, read_image(path))

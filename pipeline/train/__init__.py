@@ -1,0 +1,1 @@
+"""Training loops (CPU-first, resumable); imported by the `clipspot train` command."""

