@@ -1,4 +1,4 @@
-#!/usr/bin/env bash
+#!/bin/sh
 # Regenerate the Python gRPC stubs from proto/clipspot/v1/spotting.proto (`make proto`).
 #
 #   proto/generate.sh [OUT_ROOT]     # OUT_ROOT defaults to the repo root
@@ -8,9 +8,9 @@
 # `from services.rpc.clipspot.v1 import spotting_pb2` (protoc cannot emit relative imports).
 # Use the grpcio-tools pinned in pyproject.toml: another version writes different bytes, and
 # tests/test_proto_stubs.py fails when the committed stubs differ from a fresh generation.
-set -euo pipefail
+set -eu  # POSIX sh: `make proto` runs it with sh
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 OUT="$(mkdir -p "${1:-$ROOT}" && cd "${1:-$ROOT}" && pwd)"
 PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
 [ -x "$PYTHON" ] || PYTHON=python

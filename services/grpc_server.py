@@ -19,6 +19,7 @@ import signal
 from dataclasses import dataclass, field
 
 import grpc
+import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -66,23 +67,29 @@ class TextSpottingServicer(pb_grpc.TextSpottingServicer):
 
     async def SpotImage(self, request, context):
         try:
-            if not request.image:
-                raise ClipSpotError("SpotImage: the request has no image bytes")
-            if len(request.prompt) > self.limits.max_prompt_chars:
-                raise ClipSpotError(f"SpotImage: prompt is {len(request.prompt)} characters, "
-                                    f"the limit is {self.limits.max_prompt_chars}")
+            image = await self._image(request)
             try:
-                image = await asyncio.to_thread(decode_image_bytes, request.image)
+                embedding = await self.engine.prompt_embedding(request.prompt or None)
             except ClipSpotError as err:
-                raise ClipSpotError(f"SpotImage: undecodable image: {err}") from None
+                raise ClipSpotError(f"SpotImage: prompt: {err}") from None
         except ClipSpotError as err:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
-        embedding = await self.engine.prompt_embedding(request.prompt or None)
         (instances,) = await self.engine.spot_images([image], embedding)
         height, width = image.shape[:2]
         return pb.SpotImageResponse(
             instances=[instance_to_proto(i) for i in instances], width=width, height=height
         )
+
+    async def _image(self, request: pb.SpotImageRequest) -> np.ndarray:
+        if not request.image:
+            raise ClipSpotError("SpotImage: the request has no image bytes")
+        if len(request.prompt) > self.limits.max_prompt_chars:
+            raise ClipSpotError(f"SpotImage: prompt is {len(request.prompt)} characters, "
+                                f"the limit is {self.limits.max_prompt_chars}")
+        try:
+            return await asyncio.to_thread(decode_image_bytes, request.image)
+        except ClipSpotError as err:
+            raise ClipSpotError(f"SpotImage: undecodable image: {err}") from None
 
 
 class EmbeddedServer:

@@ -176,7 +176,8 @@ class FrameSource:
 
     def finish(self) -> list[VideoFrame]:
         """Frames still inside the decoder when the client half-closes (or the server drains)."""
-        if self._decoder is None:
+        if self._decoder is None or self.consumed_seq is None:
+            self.discard()  # no bytes ever came: an empty stream, not a broken one
             return []
         where = f"{self.settings.label} at end of stream (after seq {self.consumed_seq})"
         try:

@@ -175,3 +175,17 @@ def test_spot_image_matches_the_spotter(server, spotter: Spotter) -> None:
         assert g.track_id is None
         assert np.abs(g.polygon - w.polygon).max() <= 1.0
         assert abs(g.score - w.score) < 1e-6
+
+
+def test_custom_prompt_is_encoded_once_for_every_stream(server, video: Path) -> None:
+    prompt = "words written on a street sign"
+    stats = server.engine.cache.stats
+    before = stats.computations
+    frames = len(read_back_pts(video))
+    with SpotClient(server.target) as client:
+        for name in ("p1", "p2"):
+            options = StreamOptions(stream_id=name, prompt=prompt, detect_every=4)
+            results, _ = _split(list(client.stream_video(video, options)))
+            assert [r.frame for r in results] == list(range(frames))
+        client.spot_image(IC15_IMAGE.read_bytes(), prompt=prompt)
+    assert stats.computations - before == 1  # the text encoder ran for the first stream only

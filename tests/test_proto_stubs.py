@@ -19,7 +19,7 @@ STUB_DIR = Path("services/rpc")
 def _generate(out_root: Path) -> None:
     env = {**os.environ, "PYTHON": sys.executable}
     subprocess.run(
-        ["bash", str(REPO / "proto" / "generate.sh"), str(out_root)],
+        ["sh", str(REPO / "proto" / "generate.sh"), str(out_root)],
         check=True, cwd=REPO, env=env, capture_output=True, text=True,
     )
 

@@ -118,8 +118,9 @@ def test_rectify_matches_the_ic15_word_crop() -> None:
     # Corner order and orientation do not matter; nor does a longer polygon around the word.
     for other in (quad[[2, 3, 0, 1]], quad[::-1]):
         assert np.abs(rectify_word(image, other).astype(int) - crop).mean() < 2
-    edge_points = np.concatenate([np.linspace(quad[i], quad[(i + 1) % 4], 4, endpoint=False)
-                                  for i in range(4)])
+    edge_points = np.concatenate(
+        [np.linspace(quad[i], quad[(i + 1) % 4], 4, endpoint=False) for i in range(4)]
+    )
     assert _similarity(rectify_word(image, edge_points), reference) > 0.8
 
 
@@ -162,16 +163,32 @@ def test_tiny_overfit_reads_the_words_back() -> None:
 
 
 def test_train_recognizer_checkpoints_and_resumes(tmp_path: Path) -> None:
-    cfg = RecognizerTrainConfig(ic15_words_root=str(IC15_WORDS), iiit5k_root=str(IIIT5K),
-                                out_dir=str(tmp_path), steps=2, batch_size=4, val_interval=2,
-                                threads=1, device="cpu", model=TINY)
+    cfg = RecognizerTrainConfig(
+        ic15_words_root=str(IC15_WORDS),
+        iiit5k_root=str(IIIT5K),
+        out_dir=str(tmp_path),
+        steps=2,
+        batch_size=4,
+        val_interval=2,
+        threads=1,
+        device="cpu",
+        model=TINY,
+    )
     first = train_recognizer(cfg)
     assert first["step"] == 2 and {"ic15_acc", "iiit5k_acc_cased"} <= set(first["last"])
     assert (tmp_path / "last.pt").exists() and (tmp_path / "best.pt").exists()
     second = train_recognizer(replace(cfg, steps=3))
     assert second["step"] == 3  # continued from last.pt, not from scratch
-    warm = train_recognizer(replace(cfg, out_dir=str(tmp_path / "warm"), resume=False, steps=1,
-                                    init_from=str(tmp_path / "best.pt"), model=RecognizerConfig()))
+    warm = train_recognizer(
+        replace(
+            cfg,
+            out_dir=str(tmp_path / "warm"),
+            resume=False,
+            steps=1,
+            init_from=str(tmp_path / "best.pt"),
+            model=RecognizerConfig(),
+        )
+    )
     assert warm["step"] == 1  # the checkpoint's architecture wins over `model`
     best = load_recognizer(torch.load(tmp_path / "warm" / "best.pt", weights_only=True))
     assert best.config == TINY

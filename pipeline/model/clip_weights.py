@@ -18,7 +18,8 @@ import torch
 from pipeline.errors import ClipSpotError
 from pipeline.model.detector import FastTCMDetector
 
-NOT_NEEDED = {"logit_scale", "input_resolution", "context_length", "vocab_size"}
+# attn_mask: the causal mask, a buffer TorchScript exports but we rebuild.
+NOT_NEEDED = {"logit_scale", "input_resolution", "context_length", "vocab_size", "attn_mask"}
 TEXT_KEYS = (
     "token_embedding.",
     "positional_embedding",

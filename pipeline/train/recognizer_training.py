@@ -30,15 +30,26 @@ from pipeline.model.recognizer import (
     load_recognizer,
     recognizer_checkpoint,
 )
-from pipeline.train.word_data import SynthFn, WordBatcher, real_word_sets, val_batches
+from pipeline.train.word_data import (
+    SynthFn,
+    WordBatcher,
+    load_word_shard,
+    real_word_sets,
+    synth_renderer,
+    val_batches,
+)
 
 
 @dataclass(frozen=True)
 class RecognizerTrainConfig:
     ic15_words_root: str | None = "../shared/data/ic15_words_train"  # IC15 word crops (gt.txt)
     iiit5k_root: str | None = "../shared/data/iiit5k_train"  # IIIT5K crops (train.tags)
-    synth_fonts_dir: str | None = None  # fonts for synthetic crops; None = real crops only
-    synth_fraction: float = 0.5  # share of each batch rendered, when synth_fonts_dir is set
+    synth_fonts_dir: str | None = None  # fonts to render synthetic crops with while training
+    synth_backgrounds_dir: str | None = None  # photos behind synthetic text (None: procedural)
+    synth_per_batch: int = 2  # new crops rendered per step into the synthetic pool
+    synth_shards_dir: str | None = None  # pre-rendered synthetic .npz shards (re-scanned)
+    synth_pool_size: int = 20000  # synthetic crops kept in memory (ring buffer)
+    synth_fraction: float = 0.5  # share of each batch drawn from the synthetic pool
     out_dir: str = "runs/rec"
     steps: int = 20000  # total optimizer steps (a resumed run continues up to this)
     batch_size: int = 64

@@ -68,8 +68,9 @@ def _random_string(rng: np.random.Generator, charset: Charset) -> str:
     return "".join(rng.choice(list(pool), int(rng.integers(1, 11))))
 
 
-def synth_renderer(fonts_dir: str | Path, backgrounds_dir: str | Path | None,
-                   lexicon: list[str], charset: Charset) -> SynthFn:
+def synth_renderer(
+    fonts_dir: str | Path, backgrounds_dir: str | Path | None, lexicon: list[str], charset: Charset
+) -> SynthFn:
     """A function rng -> (RGB crop, label) rendering synthetic words with the given fonts.
 
     Texts: the renderer's own street vocabulary, numbers, prices and codes (40%), the real
@@ -83,9 +84,13 @@ def synth_renderer(fonts_dir: str | Path, backgrounds_dir: str | Path | None,
 
     def render(rng: np.random.Generator) -> tuple[np.ndarray, str]:
         r = rng.random()
-        text = (None if r < 0.4 or not lexicon else
-                lexicon[rng.integers(len(lexicon))] if r < 0.75 else
-                _random_string(rng, charset))
+        text = (
+            None
+            if r < 0.4 or not lexicon
+            else lexicon[rng.integers(len(lexicon))]
+            if r < 0.75
+            else _random_string(rng, charset)
+        )
         return render_word_crop(rng, text=text, fonts=fonts, backgrounds=backgrounds)
 
     return render
@@ -102,9 +107,12 @@ def save_word_shard(path: str | Path, samples: list[WordSample]) -> None:
     """Write samples as one .npz (images side by side, their widths, labels): no pickle."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, images=np.concatenate([s.image for s in samples], axis=1),
-             widths=np.array([s.image.shape[1] for s in samples]),
-             texts=np.array([s.text for s in samples], dtype=str))
+    np.savez(
+        tmp,
+        images=np.concatenate([s.image for s in samples], axis=1),
+        widths=np.array([s.image.shape[1] for s in samples]),
+        texts=np.array([s.text for s in samples], dtype=str),
+    )
     tmp.replace(path)  # readers never see a half-written shard
 
 
@@ -112,8 +120,10 @@ def load_word_shard(path: str | Path) -> list[WordSample]:
     with np.load(path, allow_pickle=False) as data:
         images, widths, texts = data["images"], data["widths"], data["texts"]
     edges = np.concatenate([[0], np.cumsum(widths)])
-    return [WordSample(images[:, a:b], str(t)) for a, b, t in zip(edges[:-1], edges[1:], texts,
-                                                                  strict=True)]
+    return [
+        WordSample(images[:, a:b], str(t))
+        for a, b, t in zip(edges[:-1], edges[1:], texts, strict=True)
+    ]
 
 
 @dataclass(frozen=True)
@@ -186,10 +196,18 @@ class WordBatcher:
     The pool is a ring buffer of `pool_size` crops: old ones make room for new ones.
     """
 
-    def __init__(self, sets: dict[str, list[WordSample]], charset: Charset, height: int,
-                 max_width: int, synth: SynthFn | None = None, synth_fraction: float = 0.0,
-                 synth_per_batch: int = 2, pool_size: int = 20000,
-                 augment_cfg: AugmentConfig | None = None) -> None:
+    def __init__(
+        self,
+        sets: dict[str, list[WordSample]],
+        charset: Charset,
+        height: int,
+        max_width: int,
+        synth: SynthFn | None = None,
+        synth_fraction: float = 0.0,
+        synth_per_batch: int = 2,
+        pool_size: int = 20000,
+        augment_cfg: AugmentConfig | None = None,
+    ) -> None:
         self.samples = [s for group in sets.values() for s in group]
         self.charset, self.height, self.max_width = charset, height, max_width
         self.synth, self.synth_per_batch = synth, synth_per_batch if synth else 0
@@ -212,8 +230,7 @@ class WordBatcher:
         use_pool = self.pool and (not self.samples or rng.random() < self.synth_fraction)
         group = self.pool if use_pool else self.samples
         if not group:
-            raise ClipSpotError("no training word crops: give IC15/IIIT5K roots or synthetic "
-                                "fonts")
+            raise ClipSpotError("no training word crops: give IC15/IIIT5K roots or synthetic fonts")
         return group[rng.integers(len(group))]
 
     def batch(self, rng: np.random.Generator, size: int) -> tuple[np.ndarray, list[str]]:
@@ -223,8 +240,9 @@ class WordBatcher:
         images, texts = [], []
         for _ in range(size):
             sample = self._draw(rng)
-            images.append(fit_crop(augment(sample.image, rng, self.augment_cfg), self.height,
-                                   self.max_width))
+            images.append(
+                fit_crop(augment(sample.image, rng, self.augment_cfg), self.height, self.max_width)
+            )
             texts.append(sample.text)
         return np.stack(images), texts
 

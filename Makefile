@@ -1,0 +1,46 @@
+# ClipSpot: `make demo` runs the main job on the embedded default; `make test` runs the tests.
+# Both create/refresh .venv from pyproject.toml first (torch comes from this machine's wheels).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-dev
+DEMO := out/demo
+
+.PHONY: demo test lint proto system-deps venv bench clean
+
+system-deps:  ## system packages (idempotent): fonts for the synthetic renderer
+	@if command -v dpkg >/dev/null && ! dpkg -s fonts-dejavu-core >/dev/null 2>&1; then \
+		echo "installing fonts-dejavu-core (apt)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-dejavu-core; \
+	fi
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+venv: system-deps $(STAMP)
+
+demo: venv
+	$(BIN)/clipspot synth video --out $(DEMO) --seconds 6 --seed 0
+	$(BIN)/clipspot spot $(DEMO)/synth_0.mp4 --out $(DEMO)/synth_0.jsonl --render $(DEMO)/synth_0_annotated.mp4
+	$(BIN)/clipspot eval --gt $(DEMO)/synth_0.json --pred $(DEMO)/synth_0.jsonl
+	@echo "JSON Lines:      $(DEMO)/synth_0.jsonl"
+	@echo "annotated video: $(DEMO)/synth_0_annotated.mp4"
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+lint: venv
+	$(BIN)/ruff check .
+
+proto: venv  ## regenerate gRPC stubs from proto/ (committed; a test fails if stale)
+	PATH=$(BIN):$$PATH sh proto/generate.sh
+
+bench: venv  ## speed per variant (ms per 640x360 frame, 2 threads)
+	$(BIN)/python deploy/bench_speed.py
+
+clean:
+	rm -rf out .pytest_cache
