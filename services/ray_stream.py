@@ -1,8 +1,8 @@
 """The StreamIngress side of one stream on Ray Serve: stream_driver's state machine, remote stages.
 
-The embedded server and Ray run the same `services/stream_driver` logic (credits, sampling, drop
-policy, draining, ordering). Only three things differ here, each a drop-in for what the driver
-uses locally:
+The embedded server and Ray run the same `services/stream_driver.run_stream` (credits, sampling,
+drop policy, draining, ordering). Only three things differ here, each a drop-in for what the
+driver uses locally; `remote_stages` is the `StageFactory` that hands the first two to it:
 
 - `RemoteSource` stands in for `session.FrameSource`: decoding happens on the FrameDecoder
   replica that holds this stream's decoder (session-id routing on the stream key);
@@ -10,8 +10,9 @@ uses locally:
   replica that holds this stream's tracker;
 - `RaySpotEngine` is the `SpotEngine`: frames go to the batched TextSpotter deployment.
 
-The driver calls FrameSource/TrackStage methods through `asyncio.to_thread`, so the two stand-ins
-block on their handle calls from worker threads (allowed; the Serve router runs on its own loop).
+The driver calls every FrameSource/TrackStage method (except `discard`) through
+`asyncio.to_thread`, so the two stand-ins block on their handle calls from worker threads
+(allowed; the Serve router runs on its own loop); `discard` only fires a call.
 """
 
 from __future__ import annotations
@@ -19,18 +20,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from ray.serve.handle import DeploymentHandle
 
 from pipeline.types import FrameResult, TextInstance, TrackEvent, VideoFrame
-from services.convert import credits_response
 from services.rpc.clipspot.v1 import spotting_pb2 as pb
-from services.session import SessionLimits, StreamError, StreamSettings, parse_config
-
-# Private driver pieces reused on purpose: one state machine for both transports.
-from services.stream_driver import _DONE, StreamDrained, _Stream, _supervise, log
+from services.session import SessionLimits, StreamError, StreamSettings
+from services.stream_driver import StageFactory, run_stream
 
 _NO_PIXELS = np.zeros((0, 0, 3), dtype=np.uint8)  # the tracker needs index and pts, not pixels
 
@@ -88,13 +85,7 @@ class RemoteTracks:
         return out
 
     def close(self) -> list[TrackEvent]:
-        # The driver calls close() on its event loop, where a blocking handle call is refused;
-        # one short call per stream, so a helper thread is simpler than an async variant.
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            call = self._aggregator.close.remote
-            return pool.submit(
-                lambda: call(self.key, self.settings, self.started).result()
-            ).result()
+        return self._aggregator.close.remote(self.key, self.settings, self.started).result()
 
 
 class RaySpotEngine:
@@ -117,23 +108,17 @@ class RaySpotEngine:
         return await self.spotter.spot.remote(image, prompt)
 
 
-class _RayStream(_Stream):
-    def __init__(
-        self,
-        settings: StreamSettings,
-        engine: RaySpotEngine,
-        limits: SessionLimits,
-        decoder: DeploymentHandle,
-        aggregator: DeploymentHandle,
-    ) -> None:
-        super().__init__(settings, engine, limits)  # type: ignore[arg-type]
-        self.source.discard()  # the local decoder the driver opened; decoding happens remotely
+def remote_stages(decoder: DeploymentHandle, aggregator: DeploymentHandle) -> StageFactory:
+    """A `StageFactory` placing each stream's decoder and tracker on the Ray deployments."""
+
+    def stages(settings: StreamSettings) -> tuple[RemoteSource, RemoteTracks]:
         key = uuid.uuid4().hex  # not the client's stream_id: two clients may pick the same
-        self.source = RemoteSource(decoder, key, settings)  # type: ignore[assignment]
-        self.tracks = RemoteTracks(aggregator, key, settings)  # type: ignore[assignment]
+        return RemoteSource(decoder, key, settings), RemoteTracks(aggregator, key, settings)
+
+    return stages
 
 
-async def run_ray_stream(
+def run_ray_stream(
     requests: AsyncIterator[pb.StreamRequest],
     engine: RaySpotEngine,
     decoder: DeploymentHandle,
@@ -141,31 +126,10 @@ async def run_ray_stream(
     limits: SessionLimits | None = None,
     draining: asyncio.Event | None = None,
 ) -> AsyncIterator[pb.StreamResponse]:
-    """`stream_driver.run_stream` with the remote stages (same errors, same responses)."""
-    limits = limits or SessionLimits()
-    draining = draining or asyncio.Event()
-    iterator = aiter(requests)
-    first = await anext(iterator, None)
-    settings = parse_config(first if first is not None else pb.StreamRequest(), limits)
-    stream = _RayStream(settings, engine, limits, decoder, aggregator)
-    log.info("%s: opened on Ray (%s, drop policy %s)", settings.label, settings.kind,
-             settings.drop_policy)
-    yield credits_response(limits.initial_credits, None)
-    tasks = [
-        asyncio.create_task(stream.read(iterator, draining)),
-        asyncio.create_task(stream.work()),
-    ]
-    supervisor = asyncio.create_task(_supervise(tasks, stream.out))
-    try:
-        while (item := await stream.out.get()) is not _DONE:
-            if isinstance(item, BaseException):
-                raise item
-            yield item  # type: ignore[misc]
-    finally:
-        for task in (*tasks, supervisor):
-            task.cancel()
-        await asyncio.gather(*tasks, supervisor, return_exceptions=True)
-    log.info("%s: closed after %d frames (%d dropped)", settings.label, stream.frames_out,
-             stream.queue.dropped_count)
-    if stream.drained:
-        raise StreamDrained(settings, stream.source.consumed_seq)
+    """`stream_driver.run_stream` with the remote stages (same errors, same responses).
+
+    Returns the driver's own generator (no wrapper), so closing it cancels the stream at once."""
+    return run_stream(
+        requests, engine, limits, draining,  # type: ignore[arg-type]  # prompt text, see above
+        stages=remote_stages(decoder, aggregator),
+    )

@@ -55,13 +55,13 @@ def test_loads_torchscript_archive_like_openai_rn50(tmp_path, rn50, full_detecto
 def test_reports_wrong_architecture_and_missing_keys(tmp_path, rn50) -> None:
     path = tmp_path / "rn50.pt"
     torch.save(rn50.state_dict(), path)
-    with pytest.raises(ClipSpotError, match="expects .*cr50_full"):
+    with pytest.raises(ClipSpotError, match=r"expects .*cr50_full"):
         load_clip_into_detector(FastTCMDetector(cr50_cpu()), path)
     partial = {k: v for k, v in rn50.state_dict().items() if not k.startswith("visual.layer4")}
     torch.save(partial, tmp_path / "partial.pt")
-    with pytest.raises(ClipSpotError, match="missing, e.g. .*layer4"):
+    with pytest.raises(ClipSpotError, match=r"missing, e.g. .*layer4"):
         load_clip_into_detector(FastTCMDetector(cr50_full()), tmp_path / "partial.pt")
     extra = {**rn50.state_dict(), "decoder.weight": torch.zeros(3)}
     torch.save(extra, tmp_path / "extra.pt")
-    with pytest.raises(ClipSpotError, match="unexpected keys.*decoder.weight"):
+    with pytest.raises(ClipSpotError, match=r"unexpected keys.*decoder\.weight"):
         load_clip_into_detector(FastTCMDetector(cr50_full()), tmp_path / "extra.pt")

@@ -16,6 +16,7 @@ import torch
 
 from pipeline.data.readers import icdar_gt_path, read_icdar_gt
 from pipeline.data.splits import ic15_words, iiit5k_words
+from pipeline.errors import ClipSpotError
 from pipeline.model.charset import Charset
 from pipeline.model.recognizer import (
     Recognizer,
@@ -29,7 +30,15 @@ from pipeline.train.recognizer_training import (
     ctc_loss,
     train_recognizer,
 )
-from pipeline.train.word_data import AugmentConfig, augment, load_crop
+from pipeline.train.word_data import (
+    AugmentConfig,
+    WordBatcher,
+    augment,
+    load_crop,
+    load_word_shard,
+    save_word_shard,
+    to_sample,
+)
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 IC15_WORDS = DATA / "ic15_words_train"
@@ -192,3 +201,43 @@ def test_train_recognizer_checkpoints_and_resumes(tmp_path: Path) -> None:
     assert warm["step"] == 1  # the checkpoint's architecture wins over `model`
     best = load_recognizer(torch.load(tmp_path / "warm" / "best.pt", weights_only=True))
     assert best.config == TINY
+
+
+def test_bad_checkpoints_give_one_clear_error(tmp_path: Path) -> None:
+    good = tmp_path / "rec.pt"
+    torch.save(recognizer_checkpoint(Recognizer(TINY), step=1, metrics={}), good)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[:1000])
+    wrong = tmp_path / "wrong.pt"
+    ckpt = torch.load(good, weights_only=True)
+    ckpt["config"]["hidden"] = 32  # shapes no longer fit the state dict
+    torch.save(ckpt, wrong)
+    for path, reason in [(truncated, "cannot read checkpoint"), (wrong, "does not fit")]:
+        cfg = RecognizerTrainConfig(
+            ic15_words_root=None,
+            iiit5k_root=str(IIIT5K),
+            out_dir=str(tmp_path / "out"),
+            steps=1,
+            init_from=str(path),
+            device="cpu",
+        )
+        with pytest.raises(ClipSpotError, match=reason) as err:
+            train_recognizer(cfg)
+        assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_synthetic_shards_round_trip_into_the_batcher(tmp_path: Path) -> None:
+    charset = Charset()
+    real = [load_crop(w.path) for w in iiit5k_words(IIIT5K, "train")[:3]]
+    samples = [
+        to_sample(image, text) for image, text in zip(real, ["ab", "Cd", "e\u00e9"], strict=True)
+    ]
+    save_word_shard(tmp_path / "shard.npz", samples)
+    loaded = load_word_shard(tmp_path / "shard.npz")
+    assert [s.text for s in loaded] == ["ab", "Cd", "e\u00e9"]
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(samples, loaded, strict=True))
+    batcher = WordBatcher({}, charset, 32, 128, synth_fraction=1.0)
+    batcher.add_synthetic(loaded)
+    assert len(batcher.pool) == 2  # "e\u00e9" cannot be written with the charset
+    images, texts = batcher.batch(np.random.default_rng(0), 8)
+    assert images.shape == (8, 32, 128, 3) and set(texts) <= {"ab", "Cd"}

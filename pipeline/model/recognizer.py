@@ -182,11 +182,23 @@ def recognizer_checkpoint(model: Recognizer, step: int, metrics: dict) -> dict:
 
 
 def load_recognizer(ckpt: dict) -> Recognizer:
-    """Rebuild a Recognizer (eval mode) from `recognizer_checkpoint`'s dict."""
+    """Rebuild a Recognizer (eval mode) from `recognizer_checkpoint`'s dict.
+
+    Raises ValueError with a one-line reason for anything else (wrong kind, architecture or
+    charset); callers that know the file name turn it into a ClipSpotError.
+    """
     if not isinstance(ckpt, dict) or ckpt.get("kind") != "recognizer":
         kind = ckpt.get("kind") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise ValueError(f"not a recognizer checkpoint (kind={kind!r})")
-    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in ckpt["config"].items()}
-    model = Recognizer(RecognizerConfig(**fields), Charset(ckpt["charset"]))
-    model.load_state_dict({k: v.float() for k, v in ckpt["state_dict"].items()})
+    try:
+        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in ckpt["config"].items()}
+        model = Recognizer(RecognizerConfig(**fields), Charset(ckpt["charset"]))
+        # Shipped weights store fp16; the CPU model runs in fp32.
+        state = {
+            k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()
+        }
+        model.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"recognizer checkpoint does not fit this code: {message}") from None
     return model.eval()

@@ -10,6 +10,7 @@ run, even with a larger `steps`, continues the same schedule instead of restarti
 from __future__ import annotations
 
 import math
+import pickle
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -139,18 +140,27 @@ def _device(cfg: RecognizerTrainConfig) -> torch.device:
 
 def _read_checkpoint(path: str | Path) -> dict:
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except (OSError, RuntimeError, EOFError) as err:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
         raise ClipSpotError(f"{path}: cannot read checkpoint ({err})") from None
 
 
 class _State:
     """Model, optimizer and RNGs, with save/restore of the resumable `last.pt`."""
 
-    def __init__(self, cfg: RecognizerTrainConfig, device: torch.device) -> None:
+    def __init__(self, cfg: RecognizerTrainConfig, device: torch.device, last: dict | None) -> None:
         self.cfg, self.device = cfg, device
-        if cfg.init_from:
-            self.model = load_recognizer(_read_checkpoint(cfg.init_from)).train()
+        if last is not None:  # resuming: the run's own architecture, whatever cfg.model says
+            self.model = load_recognizer(last).train()
+        elif cfg.init_from:
+            ckpt = _read_checkpoint(cfg.init_from)
+            # A packed weights file (clipspot export) carries the recognizer under "recognizer".
+            if isinstance(ckpt, dict) and isinstance(ckpt.get("recognizer"), dict):
+                ckpt = ckpt["recognizer"]
+            try:
+                self.model = load_recognizer(ckpt).train()
+            except ValueError as err:
+                raise ClipSpotError(f"{cfg.init_from}: {err}") from None
         else:
             self.model = Recognizer(cfg.model)
         self.model.to(device)
@@ -176,9 +186,7 @@ class _State:
         torch.save(ckpt, tmp)
         tmp.replace(path)  # never leave a truncated last.pt behind a crash
 
-    def restore(self, path: Path) -> None:
-        ckpt = _read_checkpoint(path)
-        self.model.load_state_dict(load_recognizer(ckpt).state_dict())
+    def restore(self, ckpt: dict) -> None:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scaler.load_state_dict(ckpt["scaler"])
         self.rng.bit_generator.state = ckpt["numpy_rng"]
@@ -212,9 +220,12 @@ def train_recognizer(cfg: RecognizerTrainConfig) -> dict:
     device = _device(cfg)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    state = _State(cfg, device)
+    last = None
     if cfg.resume and (out / "last.pt").exists():
-        state.restore(out / "last.pt")
+        last = _read_checkpoint(out / "last.pt")
+    state = _State(cfg, device, last)
+    if last is not None:
+        state.restore(last)
         tqdm.write(f"resumed from {out / 'last.pt'} at step {state.step}", file=sys.stderr)
     model, charset = state.model, state.model.charset
     mcfg = model.config
