@@ -11,6 +11,7 @@ import av
 import cv2
 import numpy as np
 import pytest
+from shared_data import SHARED_DATA
 
 from pipeline.decode import (
     StreamDecoder,
@@ -25,7 +26,7 @@ from pipeline.decode import (
 )
 from pipeline.errors import ClipSpotError
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = SHARED_DATA
 VIDEO = DATA / "video" / "street_banner_960x506.mp4"
 IMAGES = DATA / "ic15_train" / "images"
 

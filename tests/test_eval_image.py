@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from shared_data import SHARED_DATA
 
 from pipeline.data.readers import read_icdar_gt
 from pipeline.eval.polygons import iou, to_shape
@@ -20,7 +21,7 @@ from pipeline.eval.text_match import image_texts_match, normalize_video_text, vo
 from services.cli.main import main
 
 REPO = Path(__file__).resolve().parent.parent
-IC15_GT = REPO.parent / "shared" / "data" / "ic15_train" / "gt"
+IC15_GT = SHARED_DATA / "ic15_train" / "gt"
 
 
 def quad(x0: float, y0: float, x1: float, y1: float) -> list[list[float]]:

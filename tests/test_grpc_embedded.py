@@ -13,6 +13,7 @@ import pytest
 from grpc_harness import MAX_SIDE, BackgroundServer, extract_jpegs, make_video
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from shared_data import SHARED_DATA
 
 from pipeline.data.synth_video import read_back_pts
 from pipeline.decode import decode_image_bytes
@@ -22,7 +23,7 @@ from pipeline.types import FrameResult, TrackEvent
 from services.cli.main import main as clipspot
 from services.client import SpotClient, StreamOptions
 
-IC15_IMAGE = Path(__file__).resolve().parents[2] / "shared/data/ic15_train/images/img_901.jpg"
+IC15_IMAGE = SHARED_DATA / "ic15_train/images/img_901.jpg"
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ No cluster is involved: what a live KubeRay operator would do with it is not tes
 from __future__ import annotations
 
 import base64
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +18,12 @@ import kubernetes_validate
 import pytest
 import yaml
 from ray.serve.config import AutoscalingConfig
+from shared_data import SHARED_DATA
 from test_deploy_files import DEPLOYMENTS, check_serve_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "helm" / "clipspot"
 VALUES_FILES = sorted((CHART / "ci").glob("*.yaml"))
-SHARED_DATA = Path(os.environ.get("CLIPSPOT_SHARED_DATA", ROOT.parent / "shared" / "data"))
 RAYSERVICE_CRD = SHARED_DATA / "k8s" / "ray.io_rayservices.yaml"
 KUBE_VERSION = "1.30.0"
 RELEASE, NAMESPACE = "demo", "video"

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from shared_data import SHARED_DATA
 
 from pipeline.data.readers import icdar_gt_path, read_icdar_gt
 from pipeline.data.splits import ic15_words, iiit5k_words
@@ -40,7 +41,7 @@ from pipeline.train.word_data import (
     to_sample,
 )
 
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+DATA = SHARED_DATA
 IC15_WORDS = DATA / "ic15_words_train"
 IIIT5K = DATA / "iiit5k_train"
 TINY = RecognizerConfig(stem_width=32, planes=(16, 32, 48, 64), blocks=(1, 1, 1, 1), hidden=64)

@@ -9,6 +9,7 @@ import av
 import cv2
 import numpy as np
 import pytest
+from shared_data import SHARED_DATA
 
 from pipeline.data import synth_images, synth_text
 from pipeline.data.readers import DONT_CARE, read_icdar_gt
@@ -17,7 +18,7 @@ from pipeline.data.video_gt import read_video_gt
 from pipeline.errors import ClipSpotError
 from services.cli.main import main
 
-SHARED_FONTS = Path(__file__).resolve().parents[2] / "shared" / "data" / "synth_assets" / "fonts"
+SHARED_FONTS = SHARED_DATA / "synth_assets" / "fonts"
 SMALL_VIDEO = ["--seconds", "2", "--fps", "10", "--width", "320", "--height", "180"]
 
 

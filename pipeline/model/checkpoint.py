@@ -10,6 +10,7 @@ sha256 (`file_checksum`) identifies the weights in outputs and cache keys. Loadi
 from __future__ import annotations
 
 import hashlib
+import zipfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -55,11 +56,14 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ClipSpotError(f"{path}: weights file not found")
+    if not zipfile.is_zipfile(path):  # torch.save writes zip archives; a cut file loses its index
+        raise ClipSpotError(f"{path}: not a readable checkpoint (truncated or corrupt?)")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for corrupt zips/pickles
+        reason = str(err).splitlines()[0][:120]
         raise ClipSpotError(
-            f"{path}: not a readable checkpoint (truncated or corrupt?): {str(err).splitlines()[0]}"
+            f"{path}: not a readable checkpoint (truncated or corrupt?): {reason}"
         ) from None
     if not isinstance(data, dict):
         raise ClipSpotError(
