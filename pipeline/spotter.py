@@ -95,6 +95,7 @@ class Spotter:
             file_checksum(path),
             device,
             max_side,
+            PostprocessConfig(**data.get("postprocess", {})),  # thresholds tuned with the weights
         )
 
     def spot(

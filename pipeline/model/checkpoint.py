@@ -21,6 +21,7 @@ from pipeline.errors import ClipSpotError
 from pipeline.model.backbone import BackboneConfig
 from pipeline.model.detector import DetectorConfig, FastTCMDetector
 from pipeline.model.matching import MatchingConfig
+from pipeline.model.postprocess import PostprocessConfig
 from pipeline.model.prompts import PromptConfig
 from pipeline.model.text_encoder import TextEncoderConfig
 
@@ -105,6 +106,7 @@ def pack_weights(
     mean: tuple,
     std: tuple,
     path: str | Path,
+    postprocess: PostprocessConfig | None = None,
 ) -> str:
     """Write the inference file (fp16 tensors) and return its checksum.
 
@@ -125,6 +127,7 @@ def pack_weights(
         "prompt": detector.config.prompt.text,
         "prompt_embedding": embedding,
         "metrics": metrics,
+        "postprocess": asdict(postprocess or PostprocessConfig()),
     }
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     torch.save(packed, path)

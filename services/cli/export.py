@@ -7,6 +7,7 @@ import sys
 
 from pipeline.errors import ClipSpotError
 from pipeline.model.checkpoint import build_detector, pack_weights, read_checkpoint
+from pipeline.model.postprocess import PostprocessConfig
 from pipeline.model.preprocess import CLIP_MEAN, CLIP_STD
 
 
@@ -14,6 +15,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detector", required=True, help="detector checkpoint (runs/det/best.pt)")
     parser.add_argument("--recognizer", help="recognizer checkpoint (runs/rec/best.pt)")
     parser.add_argument("--out", required=True, help="weights file to write (fp16)")
+    defaults = PostprocessConfig()
+    post = parser.add_argument_group("post-processing stored with the weights (tune on train data)")
+    post.add_argument("--binary-threshold", type=float, default=defaults.binary_threshold)
+    post.add_argument("--box-threshold", type=float, default=defaults.box_threshold)
+    post.add_argument("--unclip-ratio", type=float, default=defaults.unclip_ratio)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,6 +41,11 @@ def run(args: argparse.Namespace) -> int:
         }
         recognizer.pop("optimizer", None)
         metrics["recognizer"] = rec.get("metrics")
-    checksum = pack_weights(detector, recognizer, metrics, CLIP_MEAN, CLIP_STD, args.out)
+    post = PostprocessConfig(
+        binary_threshold=args.binary_threshold,
+        box_threshold=args.box_threshold,
+        unclip_ratio=args.unclip_ratio,
+    )
+    checksum = pack_weights(detector, recognizer, metrics, CLIP_MEAN, CLIP_STD, args.out, post)
     print(f"wrote {args.out} (checksum {checksum})", file=sys.stderr)
     return 0
