@@ -84,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
             threads=args.threads,
             device=args.device,
             synth_fonts_dir=args.fonts,
+            synth_backgrounds_dir=f"{args.data}/synth_assets/backgrounds" if args.fonts else None,
             **_given(
                 args,
                 steps="steps",
