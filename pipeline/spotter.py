@@ -119,13 +119,18 @@ class Spotter:
         results = []
         for image, found in zip(images, detections, strict=True):
             readings = self.recognize(image, [d.polygon for d in found])
-            results.append(
-                [
-                    TextInstance(d.polygon, text, _combined_score(d.score, conf))
-                    for d, (text, conf) in zip(found, readings, strict=True)
-                ]
-            )
+            words = [
+                TextInstance(d.polygon, text, _combined_score(d.score, conf))
+                for d, (text, conf) in zip(found, readings, strict=True)
+            ]
+            results.append([w for w in words if self._keep(w)])
         return results
+
+    def _keep(self, word: TextInstance) -> bool:
+        if self.recognizer is None:  # detection-only weights: nothing was read
+            return True
+        readable = any(c.isalnum() for c in word.text)
+        return readable and word.score >= self.postprocess.min_word_score
 
     def recognize(
         self, image: np.ndarray, polygons: Sequence[np.ndarray]

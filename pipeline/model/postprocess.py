@@ -21,6 +21,9 @@ class PostprocessConfig:
     unclip_ratio: float = 1.6
     min_side: float = 3.0  # pixels (in the network's input); smaller blobs are noise
     max_words: int = 300
+    # Applied by Spotter after recognition: words whose combined score sqrt(det * rec) is lower,
+    # or whose reading has no letter or digit, are dropped (an operating point, tuned on train).
+    min_word_score: float = 0.0
 
 
 @dataclass(frozen=True, eq=False)

@@ -20,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     post.add_argument("--binary-threshold", type=float, default=defaults.binary_threshold)
     post.add_argument("--box-threshold", type=float, default=defaults.box_threshold)
     post.add_argument("--unclip-ratio", type=float, default=defaults.unclip_ratio)
+    post.add_argument("--min-word-score", type=float, default=defaults.min_word_score)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         binary_threshold=args.binary_threshold,
         box_threshold=args.box_threshold,
         unclip_ratio=args.unclip_ratio,
+        min_word_score=args.min_word_score,
     )
     checksum = pack_weights(detector, recognizer, metrics, CLIP_MEAN, CLIP_STD, args.out, post)
     print(f"wrote {args.out} (checksum {checksum})", file=sys.stderr)
