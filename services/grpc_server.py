@@ -19,17 +19,15 @@ import signal
 from dataclasses import dataclass, field
 
 import grpc
-import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from pipeline.decode import decode_image_bytes
 from pipeline.errors import ClipSpotError
 from services.convert import instance_to_proto
 from services.local_engine import LocalEngine
 from services.rpc.clipspot.v1 import spotting_pb2 as pb
 from services.rpc.clipspot.v1 import spotting_pb2_grpc as pb_grpc
-from services.session import SessionLimits, StreamError
+from services.session import SessionLimits, StreamError, decode_spot_image
 from services.stream_driver import StreamDrained, run_stream
 
 log = logging.getLogger("clipspot.serve")
@@ -67,7 +65,7 @@ class TextSpottingServicer(pb_grpc.TextSpottingServicer):
 
     async def SpotImage(self, request, context):
         try:
-            image = await self._image(request)
+            image = await asyncio.to_thread(decode_spot_image, request, self.limits)
             try:
                 embedding = await self.engine.prompt_embedding(request.prompt or None)
             except ClipSpotError as err:
@@ -80,16 +78,6 @@ class TextSpottingServicer(pb_grpc.TextSpottingServicer):
             instances=[instance_to_proto(i) for i in instances], width=width, height=height
         )
 
-    async def _image(self, request: pb.SpotImageRequest) -> np.ndarray:
-        if not request.image:
-            raise ClipSpotError("SpotImage: the request has no image bytes")
-        if len(request.prompt) > self.limits.max_prompt_chars:
-            raise ClipSpotError(f"SpotImage: prompt is {len(request.prompt)} characters, "
-                                f"the limit is {self.limits.max_prompt_chars}")
-        try:
-            return await asyncio.to_thread(decode_image_bytes, request.image)
-        except ClipSpotError as err:
-            raise ClipSpotError(f"SpotImage: undecodable image: {err}") from None
 
 
 class EmbeddedServer:

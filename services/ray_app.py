@@ -93,18 +93,10 @@ class StreamIngress:
                   f"per-stream state lost ({err}); reconnect and resume")
 
     async def SpotImage(self, request, grpc_context):
-        from pipeline.decode import decode_image_bytes
+        from services.session import decode_spot_image
 
         try:
-            if not request.image:
-                raise ClipSpotError("SpotImage: the request has no image bytes")
-            if len(request.prompt) > self.limits.max_prompt_chars:
-                raise ClipSpotError(f"SpotImage: prompt is {len(request.prompt)} characters, "
-                                    f"the limit is {self.limits.max_prompt_chars}")
-            try:
-                image = await asyncio.to_thread(decode_image_bytes, request.image)
-            except ClipSpotError as err:
-                raise ClipSpotError(f"SpotImage: undecodable image: {err}") from None
+            image = await asyncio.to_thread(decode_spot_image, request, self.limits)
         except ClipSpotError as err:
             _fail(grpc_context, grpc.StatusCode.INVALID_ARGUMENT, str(err))
         prompt = await self.engine.prompt_embedding(request.prompt or None)

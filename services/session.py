@@ -119,6 +119,19 @@ def parse_config(request: pb.StreamRequest, limits: SessionLimits | None = None)
     )
 
 
+def decode_spot_image(request: pb.SpotImageRequest, limits: SessionLimits) -> np.ndarray:
+    """Validate a unary SpotImage request and decode its image (both transports call this)."""
+    if not request.image:
+        raise ClipSpotError("SpotImage: the request has no image bytes")
+    if len(request.prompt) > limits.max_prompt_chars:
+        raise ClipSpotError(f"SpotImage: prompt is {len(request.prompt)} characters, "
+                            f"the limit is {limits.max_prompt_chars}")
+    try:
+        return decode_image_bytes(request.image)
+    except ClipSpotError as err:
+        raise ClipSpotError(f"SpotImage: undecodable image: {err}") from None
+
+
 def _raw_shape(
     config: pb.StreamConfig, kind: str, label: str, limits: SessionLimits
 ) -> tuple[int, int] | None:

@@ -25,7 +25,8 @@ from pipeline.data.splits import ic15_images
 from pipeline.eval.image_protocol import evaluate_images
 from pipeline.model.checkpoint import build_detector, detector_config_to_dict, read_checkpoint
 from pipeline.model.detect import detect_words
-from pipeline.model.detector import FastTCMDetector
+from pipeline.model.detector import DetectorOutput, FastTCMDetector
+from pipeline.model.heads import HeadOutput
 from pipeline.model.losses import DetectionTargets, LossConfig, detection_loss
 from pipeline.model.variants import VARIANTS
 from pipeline.train.detection_data import AugmentConfig, DetectionDataset
@@ -196,9 +197,6 @@ def train_detector(cfg: DetectorTrainConfig) -> dict[str, Any]:
 
 def _float_output(output):
     """Losses in fp32 even under AMP (BCE on fp16 probabilities is unsafe)."""
-    from pipeline.model.detector import DetectorOutput
-    from pipeline.model.heads import HeadOutput
-
     head = output.head
     return DetectorOutput(
         HeadOutput(head.prob.float(), head.thresh.float(), head.binary.float()),
