@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere, without installi
 from pipeline.decode import VideoReader  # noqa: E402
 from pipeline.model.detect import detect_words  # noqa: E402
 from pipeline.model.detector import FastTCMDetector  # noqa: E402
+from pipeline.model.preprocess import DEFAULT_MAX_SIDE  # noqa: E402
 from pipeline.model.variants import VARIANTS  # noqa: E402
 from pipeline.spotter import DEFAULT_WEIGHTS, Spotter  # noqa: E402
 
@@ -186,7 +187,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="torch/OpenCV CPU threads")
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--max-side", type=int, default=960)
+    parser.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE)
     args = parser.parse_args(argv)
     unknown = [v for v in args.variants.split(",") if v not in VARIANTS]
     if unknown:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from pipeline.model.checkpoint import FORMAT, build_detector, file_checksum, rea
 from pipeline.model.detect import detect_words
 from pipeline.model.detector import FastTCMDetector
 from pipeline.model.postprocess import PostprocessConfig
+from pipeline.model.preprocess import DEFAULT_MAX_SIDE
 from pipeline.model.recognizer import Recognizer, load_recognizer
 from pipeline.model.rectify import rectify_word
 from pipeline.types import TextInstance
@@ -49,7 +51,7 @@ class Spotter:
         pixel_std: tuple,
         checksum: str,
         device: str = "cpu",
-        max_side: int = 960,
+        max_side: int = DEFAULT_MAX_SIDE,
         postprocess: PostprocessConfig | None = None,
     ) -> None:
         self.device = torch.device(device)
@@ -67,8 +69,14 @@ class Spotter:
 
     @classmethod
     def load(
-        cls, weights: str | Path | None = None, device: str = "cpu", max_side: int = 960
+        cls,
+        weights: str | Path | None = None,
+        device: str = "cpu",
+        max_side: int | None = None,
+        input_scale: float | None = None,
     ) -> Spotter:
+        """Load a weights file (default: the shipped one). `max_side` defaults to
+        DEFAULT_MAX_SIDE; `input_scale` overrides the one tuned with the weights."""
         path = Path(weights) if weights else default_weights_path()
         if device == "cuda" and not torch.cuda.is_available():
             raise ClipSpotError("--device cuda asked for, but no CUDA device is available")
@@ -86,6 +94,9 @@ class Spotter:
                 recognizer = load_recognizer(data["recognizer"])
             except (ValueError, KeyError, RuntimeError) as err:
                 raise ClipSpotError(f"{path}: recognizer weights do not load ({err})") from None
+        postprocess = PostprocessConfig(**data.get("postprocess", {}))  # tuned with the weights
+        if input_scale is not None:
+            postprocess = replace(postprocess, input_scale=input_scale)
         return cls(
             detector,
             recognizer,
@@ -94,8 +105,8 @@ class Spotter:
             data["pixel_std"],
             file_checksum(path),
             device,
-            max_side,
-            PostprocessConfig(**data.get("postprocess", {})),  # thresholds tuned with the weights
+            max_side or DEFAULT_MAX_SIDE,
+            postprocess,
         )
 
     def spot(

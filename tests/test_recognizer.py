@@ -18,6 +18,7 @@ from shared_data import SHARED_DATA
 from pipeline.data.readers import icdar_gt_path, read_icdar_gt
 from pipeline.data.splits import ic15_words, iiit5k_words
 from pipeline.errors import ClipSpotError
+from pipeline.eval.polygons import iou, to_shape
 from pipeline.model.charset import Charset
 from pipeline.model.recognizer import (
     Recognizer,
@@ -35,8 +36,10 @@ from pipeline.train.word_data import (
     AugmentConfig,
     WordBatcher,
     augment,
+    detector_like_quads,
     load_crop,
     load_word_shard,
+    rectified_word_samples,
     save_word_shard,
     to_sample,
 )
@@ -44,6 +47,7 @@ from pipeline.train.word_data import (
 DATA = SHARED_DATA
 IC15_WORDS = DATA / "ic15_words_train"
 IIIT5K = DATA / "iiit5k_train"
+IC15 = DATA / "ic15_train"
 TINY = RecognizerConfig(stem_width=32, planes=(16, 32, 48, 64), blocks=(1, 1, 1, 1), hidden=64)
 
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="needs ../shared/data")
@@ -151,6 +155,32 @@ def test_augment_keeps_a_readable_rgb_crop() -> None:
         assert 0.5 < out.shape[1] / crop.shape[1] < 2 and out.shape[0] >= 0.5 * crop.shape[0]
 
 
+def test_scene_words_are_cut_like_spotting_cuts_them() -> None:
+    charset = Charset()
+    single = rectified_word_samples(IC15, "val", charset, variants=1)
+    triple = rectified_word_samples(IC15, "val", charset, variants=3)
+    val_words = [
+        w
+        for n in range(901, 1001)
+        for w in read_icdar_gt(IC15 / "gt" / f"gt_img_{n}.txt")
+        if not w.dont_care and charset.covers(w.text)
+    ]
+    assert [s.text for s in single] == [w.text for w in val_words]
+    assert len(triple) == 3 * len(single)
+    image = rgb(IC15 / "images" / "img_901.jpg")
+    expected = rectify_word(image, val_words[0].polygon, height=single[0].image.shape[0])
+    assert np.array_equal(single[0].image, expected)  # variant 0 is the annotation itself
+    assert [s.text for s in triple[::3]] == [w.text for w in val_words]
+    rng = np.random.default_rng(0)
+    overlaps = []
+    for word in val_words[:50]:  # detector-like boxes: the same word, cut a little differently
+        quads = detector_like_quads(word.polygon, rng, variants=3)
+        assert np.array_equal(quads[0], word.polygon) and len(quads) == 3
+        overlaps += [iou(to_shape(q), to_shape(word.polygon)) for q in quads[1:]]
+    # Rectangles around slanted quads overlap them less, but always mostly the same word.
+    assert min(overlaps) > 0.3 and 0.6 < np.median(overlaps) < 0.98
+
+
 def test_tiny_overfit_reads_the_words_back() -> None:
     torch.manual_seed(0)
     words = iiit5k_words(IIIT5K, "train")[:4]
@@ -176,6 +206,7 @@ def test_train_recognizer_checkpoints_and_resumes(tmp_path: Path) -> None:
     cfg = RecognizerTrainConfig(
         ic15_words_root=str(IC15_WORDS),
         iiit5k_root=str(IIIT5K),
+        ic15_images_root=str(IC15),
         out_dir=str(tmp_path),
         steps=2,
         batch_size=4,
@@ -186,6 +217,7 @@ def test_train_recognizer_checkpoints_and_resumes(tmp_path: Path) -> None:
     )
     first = train_recognizer(cfg)
     assert first["step"] == 2 and {"ic15_acc", "iiit5k_acc_cased"} <= set(first["last"])
+    assert first["last"]["ic15_scenes_n"] > 400  # the validation images' words, as spotted
     assert (tmp_path / "last.pt").exists() and (tmp_path / "best.pt").exists()
     second = train_recognizer(replace(cfg, steps=3))
     assert second["step"] == 3  # continued from last.pt, not from scratch

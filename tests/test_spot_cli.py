@@ -134,3 +134,31 @@ def test_console_entry_reports_a_missing_input_without_traceback(tmp_path):
     )
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr == f"clipspot spot: error: {missing}: no such file or directory\n"
+
+
+def test_input_scale_enlarges_the_network_input_but_answers_in_image_pixels():
+    from pipeline.model.preprocess import network_size
+
+    assert network_size(640, 960, 1280, input_scale=4 / 3) == (864, 1280)
+    assert network_size(1080, 1920, 1280, input_scale=4 / 3) == (704, 1280)  # capped
+    assert network_size(640, 960, 1280) == (640, 960)  # never enlarged unless asked
+    from pipeline.data.readers import icdar_gt_path, read_icdar_gt
+    from pipeline.eval.polygons import iou, to_shape
+    from pipeline.spotter import Spotter
+
+    image = cv2.cvtColor(cv2.imread(str(IMAGES / "img_901.jpg")), cv2.COLOR_BGR2RGB)
+    truth = [to_shape(w.polygon) for w in read_icdar_gt(icdar_gt_path(IMAGES / "img_901.jpg"))]
+    for scale in (1.0, 4 / 3):
+        spotter = Spotter.load(input_scale=scale)
+        assert spotter.postprocess.input_scale == scale
+        words = spotter.spot([image])[0]
+        assert words, f"no words found at input scale {scale}"
+        # Reported words lie on annotated ones, in the original image's pixels.
+        on_truth = [max(iou(to_shape(w.polygon), t) for t in truth) > 0.3 for w in words]
+        assert sum(on_truth) >= 0.75 * len(words)
+
+
+def test_a_bad_input_scale_is_one_error_line(capsys):
+    code, lines, err = spot([str(IMAGES / "img_901.jpg"), "--input-scale", "0"], capsys)
+    assert code == 2 and lines == []
+    assert err == "clipspot spot: error: --input-scale must be between 0.1 and 4, got 0.0\n"

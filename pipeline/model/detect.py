@@ -9,7 +9,7 @@ import torch
 
 from pipeline.model.detector import FastTCMDetector
 from pipeline.model.postprocess import Detection, PostprocessConfig, polygons_from_prob
-from pipeline.model.preprocess import CLIP_MEAN, CLIP_STD, pad_batch, prepare
+from pipeline.model.preprocess import CLIP_MEAN, CLIP_STD, DEFAULT_MAX_SIDE, pad_batch, prepare
 
 
 @torch.inference_mode()
@@ -17,7 +17,7 @@ def detect_words(
     model: FastTCMDetector,
     images: Sequence[np.ndarray],
     text_embedding: torch.Tensor | None,
-    max_side: int = 960,
+    max_side: int = DEFAULT_MAX_SIDE,
     postprocess: PostprocessConfig | None = None,
     mean: tuple = CLIP_MEAN,
     std: tuple = CLIP_STD,
@@ -26,7 +26,7 @@ def detect_words(
         return []
     postprocess = postprocess or PostprocessConfig()
     device = next(model.parameters()).device
-    prepared = [prepare(image, max_side, mean, std) for image in images]
+    prepared = [prepare(image, max_side, mean, std, postprocess.input_scale) for image in images]
     batch = pad_batch([p.tensor for p in prepared]).to(device)
     if text_embedding is not None:
         text_embedding = text_embedding.to(device=device, dtype=batch.dtype)

@@ -24,6 +24,9 @@ class PostprocessConfig:
     # Applied by Spotter after recognition: words whose combined score sqrt(det * rec) is lower,
     # or whose reading has no letter or digit, are dropped (an operating point, tuned on train).
     min_word_score: float = 0.0
+    # Resize factor applied to the image before the network (then capped by max_side). Small
+    # words are found far more often on an enlarged image, so this is tuned with the thresholds.
+    input_scale: float = 1.0
 
 
 @dataclass(frozen=True, eq=False)

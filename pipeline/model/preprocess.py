@@ -1,5 +1,6 @@
-"""Image -> network input: resize (keep aspect, longest side <= max_side, sides multiple of 32)
-and normalise with CLIP's pixel statistics (the backbone is CLIP's; the reference DBNet configs
+"""Image -> network input: resize by `input_scale` (keep aspect), but never so that the longest
+side exceeds max_side; sides become multiples of 32. Normalise
+with CLIP's pixel statistics (the backbone is CLIP's; the reference DBNet configs
 used other values — we decide explicitly and store them in the checkpoint)."""
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import cv2
 import numpy as np
 import torch
 
+# Cap on the network input's longest side: bounds the cost of large frames (and of input_scale).
+DEFAULT_MAX_SIDE = 1280
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -21,8 +24,10 @@ class Prepared:
     scale_y: float
 
 
-def network_size(height: int, width: int, max_side: int) -> tuple[int, int]:
-    scale = min(1.0, max_side / max(height, width))
+def network_size(
+    height: int, width: int, max_side: int, input_scale: float = 1.0
+) -> tuple[int, int]:
+    scale = min(input_scale, max_side / max(height, width))
     new_h = max(32, round(height * scale / 32) * 32)
     new_w = max(32, round(width * scale / 32) * 32)
     return new_h, new_w
@@ -34,10 +39,14 @@ def normalise(rgb: np.ndarray, mean: tuple, std: tuple) -> torch.Tensor:
 
 
 def prepare(
-    rgb: np.ndarray, max_side: int, mean: tuple = CLIP_MEAN, std: tuple = CLIP_STD
+    rgb: np.ndarray,
+    max_side: int,
+    mean: tuple = CLIP_MEAN,
+    std: tuple = CLIP_STD,
+    input_scale: float = 1.0,
 ) -> Prepared:
     height, width = rgb.shape[:2]
-    new_h, new_w = network_size(height, width, max_side)
+    new_h, new_w = network_size(height, width, max_side, input_scale)
     resized = (
         rgb
         if (new_h, new_w) == (height, width)

@@ -186,6 +186,9 @@ def train_detector(cfg: DetectorTrainConfig) -> dict[str, Any]:
         if step % cfg.val_every == 0 or step == cfg.steps:
             metrics = validate(model, cfg)
             tqdm.write(f"step {step} val detection {metrics}", file=sys.stderr)
+            # every validated step is kept: validation is noisy, so later selection or
+            # checkpoint averaging needs more than the single best
+            _save(out / f"step_{step}.pt", model, optimizer, step, best, cfg)
             if metrics["hmean"] > best:
                 best = metrics["hmean"]
                 _save(out / "best.pt", model, optimizer, step, best, cfg)

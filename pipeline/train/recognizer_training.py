@@ -36,6 +36,7 @@ from pipeline.train.word_data import (
     WordBatcher,
     load_word_shard,
     real_word_sets,
+    rectified_word_samples,
     synth_renderer,
     val_batches,
 )
@@ -45,6 +46,8 @@ from pipeline.train.word_data import (
 class RecognizerTrainConfig:
     ic15_words_root: str | None = "../shared/data/ic15_words_train"  # IC15 word crops (gt.txt)
     iiit5k_root: str | None = "../shared/data/iiit5k_train"  # IIIT5K crops (train.tags)
+    ic15_images_root: str | None = None  # IC15 scene images: words rectified as spotting cuts them
+    rectified_variants: int = 3  # cuts per scene word (annotation + detector-like boxes)
     synth_fonts_dir: str | None = None  # fonts to render synthetic crops with while training
     synth_backgrounds_dir: str | None = None  # photos behind synthetic text (None: procedural)
     synth_per_batch: int = 2  # new crops rendered per step into the synthetic pool
@@ -230,6 +233,10 @@ def train_recognizer(cfg: RecognizerTrainConfig) -> dict:
     model, charset = state.model, state.model.charset
     mcfg = model.config
     train_sets = real_word_sets(cfg.ic15_words_root, cfg.iiit5k_root, "train", charset)
+    if cfg.ic15_images_root:
+        train_sets["ic15_scenes"] = rectified_word_samples(
+            cfg.ic15_images_root, "train", charset, cfg.rectified_variants, cfg.seed
+        )
     batcher = WordBatcher(
         train_sets,
         charset,
@@ -242,11 +249,14 @@ def train_recognizer(cfg: RecognizerTrainConfig) -> dict:
     )
     shards_seen: set[str] = set()
     _load_new_shards(cfg, batcher, shards_seen)
+    val_samples = real_word_sets(cfg.ic15_words_root, cfg.iiit5k_root, "val", charset)
+    if cfg.ic15_images_root:  # the validation images' words as spotting would cut them
+        val_samples["ic15_scenes"] = rectified_word_samples(
+            cfg.ic15_images_root, "val", charset, variants=1
+        )
     val_sets = {
         name: val_batches(samples, mcfg.height, mcfg.max_width)
-        for name, samples in real_word_sets(
-            cfg.ic15_words_root, cfg.iiit5k_root, "val", charset
-        ).items()
+        for name, samples in val_samples.items()
     }
     log: list[dict] = []
     metrics: dict = {}

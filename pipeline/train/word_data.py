@@ -62,6 +62,53 @@ def real_word_sets(
     return sets
 
 
+def detector_like_quads(
+    quad: np.ndarray, rng: np.random.Generator, variants: int
+) -> list[np.ndarray]:
+    """The annotated quad plus `variants - 1` boxes as the detector would return them.
+
+    At spotting time the recognizer reads the minimum-area rectangle of DB's unclipped contour,
+    which is a little looser or tighter than the annotation and never a perspective quad, so
+    training crops cut the same way teach it the crops it will really see.
+    """
+    quads = [quad]
+    height = max(float(min(cv2.minAreaRect(quad)[1])), 1.0)  # the text height, in pixels
+    centre = quad.mean(0)
+    for _ in range(variants - 1):
+        scale = rng.uniform(0.95, 1.25)
+        jittered = (quad - centre) * scale + centre + rng.normal(0, 0.06 * height, (4, 2))
+        quads.append(cv2.boxPoints(cv2.minAreaRect(jittered.astype(np.float32))))
+    return quads
+
+
+def rectified_word_samples(
+    ic15_root: str | Path, split: str, charset: Charset, variants: int = 3, seed: int = 0
+) -> list[WordSample]:
+    """Legible words of the IC15 scene images cut out of the image along their polygons.
+
+    The IC15 word crops are axis-aligned cuts of the 1280x720 originals; spotting reads
+    rectified cuts of a 960x640 frame. These samples are the latter, from the same split's
+    images (`variants` cuts per word: the annotation and detector-like boxes).
+    """
+    from pipeline.data.readers import icdar_gt_path, read_icdar_gt
+    from pipeline.data.splits import ic15_images
+    from pipeline.model.rectify import rectify_word
+
+    rng = np.random.default_rng(seed)
+    samples = []
+    for path in ic15_images(ic15_root, split):
+        words = [w for w in read_icdar_gt(icdar_gt_path(path)) if not w.dont_care]
+        words = [w for w in words if w.text and charset.covers(w.text)]
+        if not words:
+            continue
+        rgb = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        for word in words:
+            for quad in detector_like_quads(word.polygon.astype(np.float32), rng, variants):
+                crop = rectify_word(rgb, quad, height=STORE_HEIGHT)
+                samples.append(to_sample(crop, word.text))
+    return samples
+
+
 def _random_string(rng: np.random.Generator, charset: Charset) -> str:
     """Characters drawn uniformly from the charset: teaches the rare symbols and digits."""
     pool = charset.chars.replace(" ", "")

@@ -21,6 +21,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     post.add_argument("--box-threshold", type=float, default=defaults.box_threshold)
     post.add_argument("--unclip-ratio", type=float, default=defaults.unclip_ratio)
     post.add_argument("--min-word-score", type=float, default=defaults.min_word_score)
+    post.add_argument(
+        "--input-scale",
+        type=float,
+        default=defaults.input_scale,
+        help="enlarge images by this factor before detection (capped by --max-side at run time)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         box_threshold=args.box_threshold,
         unclip_ratio=args.unclip_ratio,
         min_word_score=args.min_word_score,
+        input_scale=args.input_scale,
     )
     checksum = pack_weights(detector, recognizer, metrics, CLIP_MEAN, CLIP_STD, args.out, post)
     print(f"wrote {args.out} (checksum {checksum})", file=sys.stderr)

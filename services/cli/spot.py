@@ -37,7 +37,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", help="ClipSpot weights file (default: the shipped weights)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument(
-        "--max-side", type=int, default=960, help="resize so the longer side is at most N"
+        "--max-side",
+        type=int,
+        help="never give the network an image longer than N pixels (default 1280)",
+    )
+    parser.add_argument(
+        "--input-scale",
+        type=float,
+        help="enlarge (or shrink) images by this factor before detection (default: the weights')",
     )
     parser.add_argument(
         "--detect-every",
@@ -53,13 +60,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.detect_every < 1 or args.batch_size < 1 or args.max_side < 32:
+    if args.detect_every < 1 or args.batch_size < 1 or (args.max_side or 32) < 32:
         raise ClipSpotError("--detect-every and --batch-size must be >= 1, --max-side >= 32")
+    if args.input_scale is not None and not 0.1 <= args.input_scale <= 4:
+        raise ClipSpotError(f"--input-scale must be between 0.1 and 4, got {args.input_scale}")
     kind = input_kind(args.input)  # a missing path fails here, before the model loads
     _set_threads(args.threads)
     from pipeline.spotter import Spotter  # torch import: only once the input is known good
 
-    spotter = Spotter.load(args.weights, device=args.device, max_side=args.max_side)
+    spotter = Spotter.load(
+        args.weights, device=args.device, max_side=args.max_side, input_scale=args.input_scale
+    )
     with ExitStack() as stack:
         out: IO[str] = sys.stdout
         if args.out:

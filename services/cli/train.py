@@ -80,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = RecognizerTrainConfig(
             ic15_words_root=f"{args.data}/ic15_words_train",
             iiit5k_root=f"{args.data}/iiit5k_train",
+            ic15_images_root=f"{args.data}/ic15_train",
             out_dir=args.out or "runs/rec",
             threads=args.threads,
             device=args.device,
