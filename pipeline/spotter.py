@@ -25,6 +25,7 @@ from pipeline.errors import ClipSpotError
 from pipeline.model.checkpoint import FORMAT, build_detector, file_checksum, read_checkpoint
 from pipeline.model.detect import detect_words
 from pipeline.model.detector import FastTCMDetector
+from pipeline.model.lexicon import Lexicon, LexiconConfig
 from pipeline.model.postprocess import PostprocessConfig
 from pipeline.model.preprocess import DEFAULT_MAX_SIDE
 from pipeline.model.recognizer import Recognizer, load_recognizer
@@ -62,6 +63,12 @@ class Spotter:
         self.checksum = checksum
         self.max_side = max_side
         self.postprocess = postprocess or PostprocessConfig()
+        margin = self.postprocess.lexicon_margin
+        self.lexicon = (
+            Lexicon(recognizer.charset, LexiconConfig(margin=margin))
+            if recognizer is not None and margin is not None
+            else None
+        )
         config = detector.config
         self.embed_dim = config.backbone.embed_dim
         self.default_prompt = config.prompt.text
@@ -74,9 +81,11 @@ class Spotter:
         device: str = "cpu",
         max_side: int | None = None,
         input_scale: float | None = None,
+        lexicon: bool = True,
     ) -> Spotter:
         """Load a weights file (default: the shipped one). `max_side` defaults to
-        DEFAULT_MAX_SIDE; `input_scale` overrides the one tuned with the weights."""
+        DEFAULT_MAX_SIDE; `input_scale` overrides the one tuned with the weights;
+        `lexicon=False` reads without the English dictionary even if the weights use it."""
         path = Path(weights) if weights else default_weights_path()
         if device == "cuda" and not torch.cuda.is_available():
             raise ClipSpotError("--device cuda asked for, but no CUDA device is available")
@@ -97,6 +106,8 @@ class Spotter:
         postprocess = PostprocessConfig(**data.get("postprocess", {}))  # tuned with the weights
         if input_scale is not None:
             postprocess = replace(postprocess, input_scale=input_scale)
+        if not lexicon:
+            postprocess = replace(postprocess, lexicon_margin=None)
         return cls(
             detector,
             recognizer,
@@ -150,7 +161,7 @@ class Spotter:
         if self.recognizer is None or not polygons:
             return [("", 1.0) for _ in polygons]
         crops = [rectify_word(image, p) for p in polygons]
-        return self.recognizer.read(crops)
+        return self.recognizer.read(crops, self.lexicon)
 
     @torch.inference_mode()
     def encode_prompt(self, prompt: str) -> np.ndarray:

@@ -27,6 +27,9 @@ class PostprocessConfig:
     # Resize factor applied to the image before the network (then capped by max_side). Small
     # words are found far more often on an enlarged image, so this is tuned with the thresholds.
     input_scale: float = 1.0
+    # Applied by Spotter: correct reads to English words within this many nats of CTC
+    # likelihood (pipeline/model/lexicon.py); None reads without a dictionary.
+    lexicon_margin: float | None = None
 
 
 @dataclass(frozen=True, eq=False)

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from pipeline.model.charset import BLANK, DEFAULT_CHARS, Charset
+from pipeline.model.lexicon import Lexicon
 
 PIXEL_MEAN = (0.48145466, 0.4578275, 0.40821073)  # CLIP's, so a CLIP-initialised stem would fit
 PIXEL_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -129,12 +130,22 @@ class Recognizer(nn.Module):
         return tensor.to(self.pixel_mean.device)
 
     @torch.inference_mode()
-    def read(self, crops: list[np.ndarray]) -> list[tuple[str, float]]:
-        """Read RGB uint8 word crops; returns (text, confidence in [0, 1]) per crop."""
+    def read(
+        self, crops: list[np.ndarray], lexicon: Lexicon | None = None
+    ) -> list[tuple[str, float]]:
+        """Read RGB uint8 word crops; returns (text, confidence in [0, 1]) per crop.
+
+        With a `lexicon`, reads that are near-misses of an English word are corrected when the
+        network finds the word nearly as likely (see lexicon.py); the confidence is kept.
+        """
         if not crops:
             return []
-        logits = self(self.preprocess(crops))
-        return greedy_decode(logits.float().softmax(-1).cpu().numpy(), self.charset)
+        log_probs = self(self.preprocess(crops)).float().log_softmax(-1).cpu()
+        reads = greedy_decode(log_probs.exp().numpy(), self.charset)
+        if lexicon is None:
+            return reads
+        pairs = zip(log_probs, reads, strict=True)
+        return [(lexicon.correct(lp, text), conf) for lp, (text, conf) in pairs]
 
 
 def fit_crop(crop: np.ndarray, height: int, max_width: int) -> np.ndarray:

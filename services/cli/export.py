@@ -22,6 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     post.add_argument("--unclip-ratio", type=float, default=defaults.unclip_ratio)
     post.add_argument("--min-word-score", type=float, default=defaults.min_word_score)
     post.add_argument(
+        "--lexicon-margin",
+        type=float,
+        default=defaults.lexicon_margin,
+        help="correct reads to English words within this many nats (default: no dictionary)",
+    )
+    post.add_argument(
         "--input-scale",
         type=float,
         default=defaults.input_scale,
@@ -54,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         unclip_ratio=args.unclip_ratio,
         min_word_score=args.min_word_score,
         input_scale=args.input_scale,
+        lexicon_margin=args.lexicon_margin,
     )
     checksum = pack_weights(detector, recognizer, metrics, CLIP_MEAN, CLIP_STD, args.out, post)
     print(f"wrote {args.out} (checksum {checksum})", file=sys.stderr)

@@ -42,6 +42,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="never give the network an image longer than N pixels (default 1280)",
     )
     parser.add_argument(
+        "--no-lexicon",
+        action="store_true",
+        help="read without the English dictionary, even where the weights use it",
+    )
+    parser.add_argument(
         "--input-scale",
         type=float,
         help="enlarge (or shrink) images by this factor before detection (default: the weights')",
@@ -69,7 +74,11 @@ def run(args: argparse.Namespace) -> int:
     from pipeline.spotter import Spotter  # torch import: only once the input is known good
 
     spotter = Spotter.load(
-        args.weights, device=args.device, max_side=args.max_side, input_scale=args.input_scale
+        args.weights,
+        device=args.device,
+        max_side=args.max_side,
+        input_scale=args.input_scale,
+        lexicon=not args.no_lexicon,
     )
     with ExitStack() as stack:
         out: IO[str] = sys.stdout
