@@ -229,3 +229,22 @@ def test_bad_input_is_one_error_line_and_exit_2(tmp_path, capsys, extra, message
     assert main(["synth", *extra, "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err and "Traceback" not in err
+
+
+def test_synth_words_writes_shards_the_recognizer_training_reads(tmp_path: Path) -> None:
+    from pipeline.model.charset import Charset
+    from pipeline.train.word_data import STORE_HEIGHT, load_word_shard
+
+    for name in ("a", "b"):
+        args = ["synth", "words", "--out", str(tmp_path / name), "--count", "24", "--seed", "3"]
+        if SHARED_DATA.is_dir():
+            args += ["--labels-from", str(SHARED_DATA)]
+        assert main(args) == 0
+    shards = sorted((tmp_path / "a").glob("*.npz"))
+    assert [p.name for p in shards] == ["shard_03_0000.npz"]
+    samples = load_word_shard(shards[0])
+    assert len(samples) == 24 and all(s.image.shape[0] == STORE_HEIGHT for s in samples)
+    assert all(s.text and Charset().covers(s.text) for s in samples)
+    again = load_word_shard(tmp_path / "b" / shards[0].name)  # same seed, same crops
+    assert [s.text for s in again] == [s.text for s in samples]
+    assert all(np.array_equal(x.image, y.image) for x, y in zip(again, samples, strict=True))

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 # Cap on the network input's longest side: bounds the cost of large frames (and of input_scale).
-DEFAULT_MAX_SIDE = 1280
+DEFAULT_MAX_SIDE = 1440
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 

@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
     parser.add_argument("--max-side", type=int, default=None,
                         help="never give the network an image longer than N pixels "
-                             "(default 1280, as `clipspot spot`)")
+                             "(default 1440, as `clipspot spot`)")
     parser.add_argument("--ray", action="store_true",
                         help="run as a Ray Serve application instead of one process")
     parser.add_argument("--redis-url", default=os.environ.get("CLIPSPOT_REDIS_URL"),

@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-side",
         type=int,
-        help="never give the network an image longer than N pixels (default 1280)",
+        help="never give the network an image longer than N pixels (default 1440)",
     )
     parser.add_argument(
         "--no-lexicon",

@@ -3,12 +3,15 @@
     clipspot synth images --out DIR --count N --seed S [--width 960 --height 640]
     clipspot synth video  --out DIR --seconds T --seed S [--fps 25 --width 640 --height 360]
                           [--scenario ticker,pan,signs,occlusion] [--name NAME]
+    clipspot synth words  --out DIR --count N --seed S [--labels-from DATA]
     clipspot synth show   GT --out DIR [--every K]
 
 images writes `img_N.jpg` + `gt_img_N.txt` (ICDAR2015); video writes `DIR/NAME.mp4` and its
 ground truth `DIR/NAME.json` (format in docs/synth.md). Both take `--fonts DIR`,
 `--backgrounds DIR` and `--render` (also draw the ground truth, read back from the written files,
 over the images / decoded frames into `DIR/render/`). `show` does the same for existing output.
+words writes word crops for the recognizer as `.npz` shards of 500 (`clipspot train recognizer
+--synth-shards DIR` reads them; rendering is slow, so it is done once, beside the training).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from pipeline.data.readers import DONT_CARE, image_number, read_icdar_gt
 from pipeline.data.video_gt import read_video_gt, write_video_gt
 from pipeline.errors import ClipSpotError
 
+SHARD_SIZE = 500  # word crops per .npz shard
 CARE_COLOUR, DONT_CARE_COLOUR = (40, 255, 40), (255, 60, 60)  # RGB
 
 
@@ -45,7 +49,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     video.add_argument("--scenario", default=",".join(synth_video.SCENARIOS),
                        help="comma-separated mix of ticker,pan,signs,occlusion (default: all)")
     video.add_argument("--name", help="file stem of the .mp4/.json (default synth_SEED)")
-    for sub in (images, video):
+    words = kinds.add_parser("words", help="word crops for the recognizer, as .npz shards")
+    words.add_argument("--out", required=True, type=Path, help="output folder")
+    words.add_argument("--count", type=int, default=5000, help="number of crops (default 5000)")
+    words.add_argument("--labels-from", type=Path, metavar="DATA",
+                       help="shared data root: also draw the real training labels (35%%)")
+    for sub in (images, video, words):
         sub.add_argument("--seed", type=int, default=0, help="same seed, same output")
         sub.add_argument("--fonts", type=Path,
                          help="folder of .ttf/.otf fonts (default: system DejaVu)")
@@ -67,6 +76,9 @@ def run(args: argparse.Namespace) -> int:
     fonts = synth_text.find_fonts(args.fonts)
     backgrounds = synth_images.load_backgrounds(args.backgrounds)
     _make_folder(args.out)
+    if args.kind == "words":
+        _words(args)
+        return 0
     if args.kind == "images":
         _images(args, fonts, backgrounds)
         gt_path = args.out
@@ -96,6 +108,29 @@ def _images(args: argparse.Namespace, fonts: tuple, backgrounds: tuple) -> None:
         synth_images.write_icdar_images(args.out, args.count, args.seed, args.width, args.height,
                                         fonts, backgrounds, progress=bar.update)
     print(f"wrote {args.count} images with ICDAR2015 ground truth to {args.out}")
+
+
+def _words(args: argparse.Namespace) -> None:
+    from pipeline.model.charset import Charset
+    from pipeline.train.word_data import real_word_sets, save_word_shard, synth_renderer, to_sample
+
+    if args.count < 1:
+        raise ClipSpotError(f"--count {args.count}: must be at least 1")
+    charset, lexicon = Charset(), []
+    if args.labels_from:
+        root = args.labels_from
+        sets = real_word_sets(root / "ic15_words_train", root / "iiit5k_train", "train", charset)
+        lexicon = sorted({w.text for group in sets.values() for w in group})
+    render = synth_renderer(args.fonts, args.backgrounds, lexicon, charset)
+    rng = np.random.default_rng(args.seed)
+    with tqdm(total=args.count, desc="synth words", unit="crop", disable=None) as bar:
+        for shard, start in enumerate(range(0, args.count, SHARD_SIZE)):
+            samples = []
+            for _ in range(min(SHARD_SIZE, args.count - start)):
+                samples.append(to_sample(*render(rng)))
+                bar.update()
+            save_word_shard(args.out / f"shard_{args.seed:02d}_{shard:04d}.npz", samples)
+    print(f"wrote {args.count} word crops to {args.out}")
 
 
 def _video(args: argparse.Namespace, fonts: tuple, backgrounds: tuple) -> Path:

@@ -38,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rec.add_argument(
         "--fonts", help="fonts for synthetic word crops (e.g. DATA/synth_assets/fonts)"
     )
+    rec.add_argument(
+        "--synth-shards", help="folder of pre-rendered crops (`clipspot synth words`), re-scanned"
+    )
 
 
 def _given(args: argparse.Namespace, **names: str) -> dict:
@@ -93,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
                 lr="lr",
                 init_from="init_from",
                 synth_fraction="synth_fraction",
+                synth_shards_dir="synth_shards",
             ),
         )
         result = train_recognizer(cfg)
