@@ -60,8 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          help="folder of .ttf/.otf fonts (default: system DejaVu)")
         sub.add_argument("--backgrounds", type=Path,
                          help="folder of text-free photos (default: procedural streets)")
-        sub.add_argument("--render", action="store_true",
-                         help="also draw the ground truth over the output into OUT/render/")
+        if sub is not words:  # crops are their own picture
+            sub.add_argument("--render", action="store_true",
+                             help="also draw the ground truth over the output into OUT/render/")
     show = kinds.add_parser("show", help="draw ground truth over images or video frames")
     show.add_argument("gt", type=Path, help="an images folder (gt_img_N.txt) or a video .json")
     show.add_argument("--out", required=True, type=Path, help="folder for the PNGs")
