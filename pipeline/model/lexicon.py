@@ -24,6 +24,7 @@ from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
+from symspellpy import SymSpell, Verbosity
 
 from pipeline.model.charset import BLANK, Charset
 
@@ -38,10 +39,8 @@ class LexiconConfig:
 
 
 @lru_cache(maxsize=2)
-def english_dictionary(max_edit_distance: int = 2):
+def english_dictionary(max_edit_distance: int = 2) -> SymSpell:
     """symspellpy's English dictionary, built once per process (about 2 s and 150 MB)."""
-    from symspellpy import SymSpell
-
     speller = SymSpell(max_dictionary_edit_distance=max_edit_distance, prefix_length=7)
     path = importlib.resources.files("symspellpy") / DICTIONARY
     if not speller.load_dictionary(str(path), term_index=0, count_index=1):
@@ -85,8 +84,6 @@ class Lexicon:
 
     def candidates(self, read: str) -> list[str]:
         """Dictionary words near `read`, in its case; [] when the read needs no correction."""
-        from symspellpy import Verbosity
-
         lower = read.lower()
         if len(read) < self.config.min_length or not read.isalpha() or not read.isascii():
             return []

@@ -1,7 +1,7 @@
 """Image -> network input: resize by `input_scale` (keep aspect), but never so that the longest
-side exceeds max_side; sides become multiples of 32. Normalise
-with CLIP's pixel statistics (the backbone is CLIP's; the reference DBNet configs
-used other values — we decide explicitly and store them in the checkpoint)."""
+side exceeds max_side; sides become multiples of 32. Normalise with CLIP's pixel statistics (the
+backbone is CLIP's; the reference DBNet configs used other values — we decide explicitly and
+store them in the checkpoint)."""
 
 from __future__ import annotations
 

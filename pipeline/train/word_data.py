@@ -16,11 +16,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.data.readers import WordCrop
-from pipeline.data.splits import ic15_words, iiit5k_words
+from pipeline.data.readers import WordCrop, icdar_gt_path, read_icdar_gt
+from pipeline.data.splits import ic15_images, ic15_words, iiit5k_words
 from pipeline.errors import ClipSpotError
 from pipeline.model.charset import Charset
 from pipeline.model.recognizer import fit_crop
+from pipeline.model.rectify import rectify_word
 
 STORE_HEIGHT = 48
 MAX_STORE_ASPECT = 8.0
@@ -90,10 +91,6 @@ def rectified_word_samples(
     rectified cuts of a 960x640 frame. These samples are the latter, from the same split's
     images (`variants` cuts per word: the annotation and detector-like boxes).
     """
-    from pipeline.data.readers import icdar_gt_path, read_icdar_gt
-    from pipeline.data.splits import ic15_images
-    from pipeline.model.rectify import rectify_word
-
     rng = np.random.default_rng(seed)
     samples = []
     for path in ic15_images(ic15_root, split):
