@@ -5,19 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from scipy.stats import mannwhitneyu
 
 from pipeline.data.synth_images import make_scene
 from pipeline.errors import ClipSpotError
-from pipeline.eval.image_protocol import evaluate_images
 from pipeline.model.checkpoint import pack_weights
-from pipeline.model.detect import detect_words
 from pipeline.model.detector import FastTCMDetector
 from pipeline.model.losses import DetectionTargets, LossConfig, detection_loss
 from pipeline.model.preprocess import CLIP_MEAN, CLIP_STD, normalise
 from pipeline.model.variants import cr50_tiny
 from pipeline.spotter import Spotter
 from pipeline.train.db_targets import make_targets
-from pipeline.types import TextInstance
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +82,18 @@ def _scene(seed: int) -> tuple[np.ndarray, list]:
     return image, words
 
 
-def test_tiny_overfit_finds_the_words(tiny_seed: int = 3) -> None:
-    torch.manual_seed(tiny_seed)
+def test_tiny_overfit_learns_where_the_words_are() -> None:
+    """Two synthetic scenes, a fixed 200 steps: the probability map ranks text pixels above
+    background pixels.
+
+    Asserted as a ranking (the map's ROC AUC over pixels), not as polygons after fixed DB
+    thresholds: how far a from-scratch tiny model gets in 200 steps depends on the processor's
+    floating-point results as much as on a seed, and thresholded recall flips between 0 and 1
+    with it (issue 14: it passed only for the seed it was written with). Eight seeds here gave
+    AUC 0.92-1.00 at step 200 and 0.85-1.00 at step 100; the shipped weights' polygons are tested
+    end to end in test_spot_cli and test_export.
+    """
+    torch.manual_seed(0)
     model = FastTCMDetector(cr50_tiny())
     scenes = [_scene(s) for s in (11, 12)]
     batch = torch.stack([normalise(img, CLIP_MEAN, CLIP_STD) for img, _ in scenes])
@@ -104,17 +112,15 @@ def test_tiny_overfit_finds_the_words(tiny_seed: int = 3) -> None:
     )
     model.train()
     losses = []
-    for _ in range(120):
+    for _ in range(200):
         loss = detection_loss(model(batch), targets, LossConfig())["total"]
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
     assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:10])
-    model.eval()
-    found = detect_words(model, [img for img, _ in scenes], None, max_side=192)
-    gt = {str(i): ws for i, (_, ws) in enumerate(scenes)}
-    preds = {
-        str(i): [TextInstance(d.polygon, "", d.score) for d in ds] for i, ds in enumerate(found)
-    }
-    assert evaluate_images(gt, preds)["detection"]["recall"] >= 0.5
+    with torch.inference_mode():
+        prob = model.eval()(batch).head.prob.numpy()
+    text = targets.shrink.numpy().astype(bool)
+    auc = mannwhitneyu(prob[text], prob[~text]).statistic / (text.sum() * (~text).sum())
+    assert auc > 0.85
