@@ -10,7 +10,8 @@ to 640x360):
   prompt embedding precomputed as in production (the text encoder never runs per frame);
 - recognizer: rectifying + reading a fixed 10 word crops (the shipped default's detections on
   this frame, cycled to 10; a grid of boxes if it found none), so variants compare on equal work;
-- for the shipped default also the words it really found, and `Spotter.spot` as a whole.
+- for the shipped default also the words it really found, and `Spotter.spot` as a whole;
+- each word reader (`--reader`): ms per word on the same fixed crops, batched and alone.
 `cr50_cpu` is the shipped default loaded with `Spotter.load` from weights/clipspot-default.pt.
 The other variants are randomly initialised (network cost does not depend on the values; their
 DB post-processing sees noise, so its share can differ) and use the shipped recognizer, which is
@@ -43,6 +44,7 @@ from pipeline.model.detect import detect_words  # noqa: E402
 from pipeline.model.detector import FastTCMDetector  # noqa: E402
 from pipeline.model.preprocess import DEFAULT_MAX_SIDE  # noqa: E402
 from pipeline.model.variants import VARIANTS  # noqa: E402
+from pipeline.model.word_reader import READER_NAMES  # noqa: E402
 from pipeline.spotter import DEFAULT_WEIGHTS, Spotter  # noqa: E402
 
 DEFAULT_VIDEO = "/work/shared/data/video/street_banner_960x506.mp4"
@@ -130,13 +132,13 @@ def bench_variant(
 
     detector_ms, detector_cpu = median_ms(detect, args.runs, args.warmup, device)
     crops_ms, crops_cpu = median_ms(
-        lambda: spotter.recognize(frame, polygons), args.runs, args.warmup, device
+        lambda: spotter.read(frame, polygons), args.runs, args.warmup, device
     )
     words, words_ms, spot_ms = len(detect()), None, None
     if name == SHIPPED:
         found = [d.polygon for d in detect()]
         words_ms = median_ms(
-            lambda: spotter.recognize(frame, found), args.runs, args.warmup, device
+            lambda: spotter.read(frame, found), args.runs, args.warmup, device
         )[0]
         spot_ms = median_ms(lambda: spotter.spot([frame]), args.runs, args.warmup, device)[0]
     cpu_ms = detector_cpu + crops_cpu
@@ -164,10 +166,37 @@ def markdown(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def reader_table(args: argparse.Namespace, frame: np.ndarray, polygons: list) -> str:
+    """ms per word of each word reader: cutting + reading the fixed crops, in one call."""
+    lines = ["| reader | ms per word (10 words in one call) | ms for one word alone |",
+             "|---|---:|---:|"]
+    for name in READER_NAMES:
+        spotter = Spotter.load(args.weights, device=args.device, max_side=args.max_side,
+                               reader=name, threads=args.threads)
+        many = median_ms(lambda s=spotter: s.read(frame, polygons), args.runs, args.warmup,
+                         spotter.device)[0]
+        one = median_ms(lambda s=spotter: s.read(frame, polygons[:1]), args.runs, args.warmup,
+                        spotter.device)[0]
+        lines.append(f"| {name} | {many / len(polygons):.1f} | {one:.1f} |")
+    return "\n".join(lines)
+
+
+def cpu_model() -> str:
+    """The processor's name (speed figures differ several-fold between CPU kinds)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def environment(args: argparse.Namespace) -> str:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     where = (torch.cuda.get_device_name(0) if args.device == "cuda"
-             else f"CPU, {torch.get_num_threads()} torch threads of {os.cpu_count()} cores")
+             else f"CPU {cpu_model()}, {torch.get_num_threads()} torch threads of "
+                  f"{os.cpu_count()} cores")
     return (f"device: {where}; torch {torch.__version__}; python {platform.python_version()}; "
             f"frame {FRAME_SIZE[0]}x{FRAME_SIZE[1]} (frame {args.frame} of {args.video}); "
             f"median of {args.runs} runs after {args.warmup} warm-up; "
@@ -209,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(bench_variant(name, spotter, frame, polygons, args))
         print(f"{name}: done", file=sys.stderr, flush=True)
     print(markdown(rows))
+    print()
+    print(reader_table(args, frame, polygons))
     print()
     source = f"{len(found)} detections of {SHIPPED}, cycled" if found else (
         f"a grid of 100x30 boxes ({SHIPPED} found no words on this frame)")

@@ -1,18 +1,27 @@
-"""Spotter: the end-to-end image -> text-instances API every caller uses.
+"""Spotter: the image -> text-instances API every caller uses, as two steps and their sum.
 
-    spotter = Spotter.load()                       # shipped default weights, CPU
-    per_image = spotter.spot([rgb_a, rgb_b])        # list[list[TextInstance]], track_id None
+    spotter = Spotter.load()                         # shipped weights, their default reader
+    found = spotter.detect([rgb_a, rgb_b])           # list[list[Detection]]: polygons + scores
+    readings = spotter.read(rgb_a, [d.polygon for d in found[0]])   # list[Reading]
+    per_image = spotter.spot([rgb_a, rgb_b])          # both: list[list[TextInstance]]
+
+`detect` runs the FastTCM-CR50 detector; `read` cuts each polygon out (`rectify_word`) and
+runs the word reader chosen for the process (`Spotter.load(reader="ppocrv6")`, see
+`pipeline/model/word_reader.py`); `spot` scores each word with the reader's calibration
+(`calibration.py`) and drops unreadable or unlikely words. Video callers use the steps apart:
+detect on keyframes, read only the tracks that need it.
 
 The text encoder never runs on this path: the default prompt's embedding was computed once when
 the weights were packed. A custom prompt is encoded once with `encode_prompt` (the service
 shares the result between replicas through Redis) and passed back in:
     emb = spotter.encode_prompt("a custom prompt")
     spotter.spot(images, prompt_embedding=emb)
-`spotter.checksum` identifies the weights (outputs, cache keys).
+`spotter.checksum` identifies the weights file and the reader (outputs, cache keys).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import replace
@@ -22,14 +31,16 @@ import numpy as np
 import torch
 
 from pipeline.errors import ClipSpotError
+from pipeline.model.calibration import ReaderCalibration, word_features
 from pipeline.model.checkpoint import FORMAT, build_detector, file_checksum, read_checkpoint
 from pipeline.model.detect import detect_words
 from pipeline.model.detector import FastTCMDetector
 from pipeline.model.lexicon import Lexicon, LexiconConfig
-from pipeline.model.postprocess import PostprocessConfig
+from pipeline.model.postprocess import Detection, PostprocessConfig
 from pipeline.model.preprocess import DEFAULT_MAX_SIDE
-from pipeline.model.recognizer import Recognizer, load_recognizer
+from pipeline.model.recognizer import load_recognizer
 from pipeline.model.rectify import rectify_word
+from pipeline.model.word_reader import OWN_READER, Reading, WordReader, load_reader, read_words
 from pipeline.types import TextInstance
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "clipspot-default.pt"
@@ -41,38 +52,48 @@ def default_weights_path() -> Path:
 
 
 class Spotter:
-    """FastTCM-CR50 detector + word recognizer, loaded from one ClipSpot weights file."""
+    """FastTCM-CR50 detector (from a ClipSpot weights file) + a word reader."""
 
     def __init__(
         self,
         detector: FastTCMDetector,
-        recognizer: Recognizer | None,
+        reader: WordReader | None,
         prompt_embedding: torch.Tensor,
         pixel_mean: tuple,
         pixel_std: tuple,
-        checksum: str,
+        weights_checksum: str,
         device: str = "cpu",
         max_side: int = DEFAULT_MAX_SIDE,
         postprocess: PostprocessConfig | None = None,
+        calibration: ReaderCalibration | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.detector = detector.eval().to(self.device)
-        self.recognizer = recognizer.eval().to(self.device) if recognizer is not None else None
+        self.reader = reader
         self.default_embedding = prompt_embedding.float().reshape(1, -1)
         self.pixel_mean, self.pixel_std = tuple(pixel_mean), tuple(pixel_std)
-        self.checksum = checksum
+        self.weights_checksum = weights_checksum
+        self.checksum = spotter_checksum(weights_checksum, reader)
         self.max_side = max_side
         self.postprocess = postprocess or PostprocessConfig()
+        self.calibration = calibration
         margin = self.postprocess.lexicon_margin
         self.lexicon = (
-            Lexicon(recognizer.charset, LexiconConfig(margin=margin))
-            if recognizer is not None and margin is not None
+            Lexicon(reader.charset, LexiconConfig(margin=margin))
+            if reader is not None and margin is not None
             else None
         )
         config = detector.config
         self.embed_dim = config.backbone.embed_dim
         self.default_prompt = config.prompt.text
         self.context_length = config.prompt.context_tokens + config.prompt.token_length
+
+    @property
+    def min_word_score(self) -> float:
+        """The cut `spot` applies: the reader's calibrated one, else the weights' global one."""
+        if self.calibration is not None:
+            return self.calibration.min_word_score
+        return self.postprocess.min_word_score
 
     @classmethod
     def load(
@@ -82,10 +103,13 @@ class Spotter:
         max_side: int | None = None,
         input_scale: float | None = None,
         lexicon: bool = True,
+        reader: str | None = None,
+        threads: int | None = None,
     ) -> Spotter:
-        """Load a weights file (default: the shipped one). `max_side` defaults to
-        DEFAULT_MAX_SIDE; `input_scale` overrides the one tuned with the weights;
-        `lexicon=False` reads without the English dictionary even if the weights use it."""
+        """Load a weights file (default: the shipped one) and a reader (default: the one the
+        weights name as theirs). `max_side` defaults to DEFAULT_MAX_SIDE; `input_scale`
+        overrides the one tuned with the weights; `lexicon=False` reads without the English
+        dictionary even if the weights use it; `threads` is the reader's CPU thread count."""
         path = Path(weights) if weights else default_weights_path()
         if device == "cuda" and not torch.cuda.is_available():
             raise ClipSpotError("--device cuda asked for, but no CUDA device is available")
@@ -100,7 +124,7 @@ class Spotter:
         recognizer = None
         if data.get("recognizer"):
             try:
-                recognizer = load_recognizer(data["recognizer"])
+                recognizer = load_recognizer(data["recognizer"]).to(device)
             except (ValueError, KeyError, RuntimeError) as err:
                 raise ClipSpotError(f"{path}: recognizer weights do not load ({err})") from None
         postprocess = PostprocessConfig(**data.get("postprocess", {}))  # tuned with the weights
@@ -108,60 +132,87 @@ class Spotter:
             postprocess = replace(postprocess, input_scale=input_scale)
         if not lexicon:
             postprocess = replace(postprocess, lexicon_margin=None)
+        checksum = file_checksum(path)
+        name = reader or data.get("default_reader") or OWN_READER
+        word_reader = None
+        if recognizer is not None or reader is not None:
+            word_reader = load_reader(name, recognizer, checksum, threads)
+        calibration = None
+        if name in data.get("readers", {}):
+            calibration = ReaderCalibration.from_dict(data["readers"][name])
         return cls(
             detector,
-            recognizer,
+            word_reader,
             data["prompt_embedding"],
             data["pixel_mean"],
             data["pixel_std"],
-            file_checksum(path),
+            checksum,
             device,
             max_side or DEFAULT_MAX_SIDE,
             postprocess,
+            calibration,
         )
 
-    def spot(
+    def detect(
         self, images: Sequence[np.ndarray], prompt_embedding: np.ndarray | None = None
-    ) -> list[list[TextInstance]]:
-        """RGB uint8 (H, W, 3) images -> words per image, polygons in each image's pixels."""
+    ) -> list[list[Detection]]:
+        """RGB uint8 (H, W, 3) images -> word polygons + detection scores, per image, in each
+        image's pixels. Images of different sizes are batched by padding (see detect.py)."""
         for image in images:
             if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3):
                 shape = getattr(image, "shape", None)
                 raise ClipSpotError(f"expected an RGB image of shape (H, W, 3), got {shape}")
-        text = self._text_tensor(prompt_embedding)
-        detections = detect_words(
+        return detect_words(
             self.detector,
             images,
-            text,
+            self._text_tensor(prompt_embedding),
             self.max_side,
             self.postprocess,
             self.pixel_mean,
             self.pixel_std,
         )
+
+    def read(self, image: np.ndarray, polygons: Sequence[np.ndarray]) -> list[Reading]:
+        """Read the words at given polygons of an image (also used to re-read tracks)."""
+        if self.reader is None or not len(polygons):
+            return [Reading("", 1.0) for _ in polygons]
+        crops = [rectify_word(image, p, height=self.reader.crop_height) for p in polygons]
+        return read_words(self.reader, crops, self.lexicon)
+
+    def spot(
+        self, images: Sequence[np.ndarray], prompt_embedding: np.ndarray | None = None
+    ) -> list[list[TextInstance]]:
+        """`detect`, then `read` each image's words, score them and keep the likely ones."""
         results = []
-        for image, found in zip(images, detections, strict=True):
-            readings = self.recognize(image, [d.polygon for d in found])
+        for image, found in zip(images, self.detect(images, prompt_embedding), strict=True):
+            readings = self.read(image, [d.polygon for d in found])
             words = [
-                TextInstance(d.polygon, text, _combined_score(d.score, conf))
-                for d, (text, conf) in zip(found, readings, strict=True)
+                TextInstance(d.polygon, r.text, self.word_score(d.score, r))
+                for d, r in zip(found, readings, strict=True)
             ]
-            results.append([w for w in words if self._keep(w)])
+            results.append([w for w in words if self.keep(w)])
         return results
 
-    def _keep(self, word: TextInstance) -> bool:
-        if self.recognizer is None:  # detection-only weights: nothing was read
+    def word_score(self, detection: float, reading: Reading) -> float:
+        """P(the word is right) by the reader's calibration; without one, the geometric mean of
+        detection and read confidence (a word is as sure as both its box and its reading)."""
+        if self.calibration is None:
+            return float(np.sqrt(max(detection, 0.0) * max(reading.confidence, 0.0)))
+        features = word_features(
+            detection,
+            reading.confidence,
+            reading.in_dictionary,
+            reading.corrected,
+            len(reading.text),
+        )
+        return float(self.calibration.probability(features))
+
+    def keep(self, word: TextInstance) -> bool:
+        """Whether `spot` reports a scored word: readable and not below the cut."""
+        if self.reader is None:  # detection-only weights: nothing was read
             return True
         readable = any(c.isalnum() for c in word.text)
-        return readable and word.score >= self.postprocess.min_word_score
-
-    def recognize(
-        self, image: np.ndarray, polygons: Sequence[np.ndarray]
-    ) -> list[tuple[str, float]]:
-        """Read the words at given polygons of an image (also used to re-read tracks)."""
-        if self.recognizer is None or not polygons:
-            return [("", 1.0) for _ in polygons]
-        crops = [rectify_word(image, p) for p in polygons]
-        return self.recognizer.read(crops, self.lexicon)
+        return readable and word.score >= self.min_word_score
 
     @torch.inference_mode()
     def encode_prompt(self, prompt: str) -> np.ndarray:
@@ -182,6 +233,7 @@ class Spotter:
         return torch.from_numpy(array).reshape(1, -1)
 
 
-def _combined_score(detection: float, recognition: float) -> float:
-    """Geometric mean: a word is as sure as both its box and its reading (stays in [0, 1])."""
-    return float(np.sqrt(max(detection, 0.0) * max(recognition, 0.0)))
+def spotter_checksum(weights_checksum: str, reader: WordReader | None) -> str:
+    """12 hex digits naming the weights file and the reader (name, version, model hash)."""
+    identity = reader.identity if reader is not None else "no reader"
+    return hashlib.sha256(f"{weights_checksum}|{identity}".encode()).hexdigest()[:12]

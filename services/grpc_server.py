@@ -36,6 +36,9 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["TextSpotting"].full_name  # clips
 DEFAULT_PORT = 50051
 
 
+MODEL_METADATA_KEY = "clipspot-model"  # initial metadata: Spotter.checksum (weights + reader)
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     port: int = DEFAULT_PORT  # 0: let the OS pick (tests)
@@ -50,8 +53,11 @@ class TextSpottingServicer(pb_grpc.TextSpottingServicer):
         self.engine = engine
         self.limits = limits
         self.draining = draining
+        # Which weights file and reader answer, so a client can tell results of models apart.
+        self.model_metadata = ((MODEL_METADATA_KEY, engine.spotter.checksum),)
 
     async def StreamSpot(self, request_iterator, context):
+        await context.send_initial_metadata(self.model_metadata)
         try:
             async for response in run_stream(
                 request_iterator, self.engine, self.limits, self.draining
@@ -64,6 +70,7 @@ class TextSpottingServicer(pb_grpc.TextSpottingServicer):
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
 
     async def SpotImage(self, request, context):
+        await context.send_initial_metadata(self.model_metadata)
         try:
             image = await asyncio.to_thread(decode_spot_image, request, self.limits)
             try:

@@ -48,7 +48,7 @@ class LocalEngine:
     async def prompt_embedding(self, prompt: str | None) -> np.ndarray | None:
         if not prompt or prompt == self.spotter.default_prompt:
             return None  # the checkpoint's own embedding; no text encoder needed
-        key = PromptKey(self.spotter.checksum, prompt, self.spotter.context_length)
+        key = PromptKey(self.spotter.weights_checksum, prompt, self.spotter.context_length)
 
         def compute() -> np.ndarray:
             return self.spotter.encode_prompt(prompt)

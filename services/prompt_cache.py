@@ -4,7 +4,7 @@ A stream may bring its own text prompt (the paper's dynamic language prompts). I
 costs one text-encoder run; every later frame, stream and replica should reuse it:
 
     cache = make_prompt_cache(os.environ.get("CLIPSPOT_REDIS_URL"))
-    key = PromptKey(spotter.checksum, prompt, spotter.context_length)
+    key = PromptKey(spotter.weights_checksum, prompt, spotter.context_length)
     emb = cache.get_or_compute(key, lambda: spotter.encode_prompt(prompt))
 
 Two implementations behind one interface:

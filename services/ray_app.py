@@ -31,7 +31,9 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from pipeline.errors import ClipSpotError
+from pipeline.model.word_reader import check_reader_name
 from services.convert import instance_to_proto
+from services.grpc_server import MODEL_METADATA_KEY
 from services.ray_deployments import FrameDecoder, StreamStateLost, TextSpotter, TrackAggregator
 from services.ray_stream import RaySpotEngine, run_ray_stream
 from services.rpc.clipspot.v1 import spotting_pb2 as pb
@@ -49,6 +51,7 @@ GRPC_SERVICERS = [
 ENV_KEYS = {  # build_app argument -> environment variable the replicas read
     "weights": "CLIPSPOT_WEIGHTS",
     "device": "CLIPSPOT_DEVICE",
+    "reader": "CLIPSPOT_READER",
     "redis_url": "CLIPSPOT_REDIS_URL",
     "torch_threads": "CLIPSPOT_TORCH_THREADS",
 }
@@ -75,8 +78,11 @@ class StreamIngress:
         self.engine = RaySpotEngine(spotter)
         self.limits = SessionLimits()
         self.draining = asyncio.Event()
+        self.model_checksum: str | None = None
 
     async def StreamSpot(self, request_stream, grpc_context):
+        # Serve's gRPC context has no initial metadata: the model checksum goes as trailing.
+        grpc_context.set_trailing_metadata([(MODEL_METADATA_KEY, await self._checksum())])
         try:
             async for response in run_ray_stream(
                 request_stream, self.engine, self.decoder, self.aggregator, self.limits,
@@ -95,6 +101,7 @@ class StreamIngress:
     async def SpotImage(self, request, grpc_context):
         from services.session import decode_spot_image
 
+        grpc_context.set_trailing_metadata([(MODEL_METADATA_KEY, await self._checksum())])
         try:
             image = await asyncio.to_thread(decode_spot_image, request, self.limits)
         except ClipSpotError as err:
@@ -105,6 +112,11 @@ class StreamIngress:
         return pb.SpotImageResponse(
             instances=[instance_to_proto(i) for i in instances], width=width, height=height
         )
+
+    async def _checksum(self) -> str:
+        if self.model_checksum is None:
+            self.model_checksum = await self.spotter.model_checksum.remote()
+        return self.model_checksum
 
     async def Check(self, request):  # grpc.health.v1, for kubelet gRPC probes
         return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
@@ -125,12 +137,13 @@ def _fail(grpc_context, code: grpc.StatusCode, message: str) -> None:  # type: i
 def build_app(args: dict) -> serve.Application:
     """Application builder (`serve run services.ray_app:build_app weights=... num_gpus=0.5`).
 
-    Keys (all optional): weights, device, redis_url, torch_threads (passed to replicas as
+    Keys (all optional): weights, device, reader, redis_url, torch_threads (passed to replicas as
     CLIPSPOT_* env vars), spotter_replicas, decoder_replicas, aggregator_replicas,
     ingress_replicas, num_gpus, spotter_cpus, max_batch_size, batch_wait_timeout_s,
     replica_cpus (CPUs for ingress/decoder/aggregator replicas; 0 packs test clusters),
     graceful_shutdown_timeout_s.
     """
+    check_reader_name(args.get("reader"))  # an unknown reader fails here, not in a replica
     env = {var: str(args[key]) for key, var in ENV_KEYS.items() if args.get(key) is not None}
     runtime_env = {"env_vars": env} if env else {}
     common: dict = {}
@@ -181,6 +194,7 @@ def run_ray(args: argparse.Namespace) -> int:
     builder_args = {
         "weights": args.weights,
         "device": args.device,
+        "reader": args.reader,
         "redis_url": args.redis_url,
         "torch_threads": getattr(args, "threads", None),
         "max_batch_size": getattr(args, "max_batch", None) or 8,

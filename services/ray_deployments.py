@@ -199,6 +199,8 @@ class TextSpotter:
         self.spotter = Spotter.load(
             os.environ.get("CLIPSPOT_WEIGHTS") or None,
             device=os.environ.get("CLIPSPOT_DEVICE", "cpu"),
+            reader=os.environ.get("CLIPSPOT_READER") or None,
+            threads=_torch_threads(),
         )
         self.cache = make_prompt_cache(
             os.environ.get("CLIPSPOT_REDIS_URL") or None, embed_dim=self.spotter.embed_dim
@@ -214,6 +216,10 @@ class TextSpotter:
         self.spot_batch.set_batch_wait_timeout_s(
             float(user_config.get("batch_wait_timeout_s", 0.01))
         )
+
+    async def model_checksum(self) -> str:
+        """Spotter.checksum: the weights file and the reader this replica answers with."""
+        return self.spotter.checksum
 
     async def prepare_prompt(self, prompt: str | None) -> str | None:
         """Resolve a stream's prompt once at stream start; None means the default prompt."""
@@ -256,7 +262,7 @@ class TextSpotter:
     async def _embedding(self, prompt: str) -> np.ndarray:
         from services.prompt_cache import PromptKey
 
-        key = PromptKey(self.spotter.checksum, prompt, self.spotter.context_length)
+        key = PromptKey(self.spotter.weights_checksum, prompt, self.spotter.context_length)
         loop = asyncio.get_running_loop()
         # Its own thread: a wait on another replica's lock must not hold up spotting.
         return await loop.run_in_executor(

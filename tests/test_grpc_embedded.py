@@ -193,3 +193,16 @@ def test_custom_prompt_is_encoded_once_for_every_stream(server, video: Path) -> 
             assert [r.frame for r in results] == list(range(frames))
         client.spot_image(IC15_IMAGE.read_bytes(), prompt=prompt)
     assert stats.computations - before == 1  # the text encoder ran for the first stream only
+
+
+def test_the_model_checksum_comes_as_initial_metadata(server, spotter: Spotter) -> None:
+    from services.grpc_server import MODEL_METADATA_KEY
+    from services.rpc.clipspot.v1 import spotting_pb2 as pb
+    from services.rpc.clipspot.v1 import spotting_pb2_grpc as pb_grpc
+
+    with grpc.insecure_channel(server.target) as channel:
+        stub = pb_grpc.TextSpottingStub(channel)
+        request = pb.SpotImageRequest(image=IC15_IMAGE.read_bytes())
+        _, call = stub.SpotImage.with_call(request, timeout=60)
+    metadata = dict(call.initial_metadata())
+    assert metadata[MODEL_METADATA_KEY] == spotter.checksum  # weights file + reader

@@ -65,19 +65,23 @@ def test_words_codes_and_short_reads_are_left_alone(lexicon: Lexicon) -> None:
 
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/data")
 def test_the_lexicon_reads_more_ic15_validation_words_right() -> None:
+    from pipeline.model.word_reader import OWN_READER, read_words
     from pipeline.spotter import Spotter
     from pipeline.train.word_data import rectified_word_samples
 
     torch.set_num_threads(1)
-    recognizer = Spotter.load(lexicon=False).recognizer
+    reader = Spotter.load(lexicon=False, reader=OWN_READER).reader
     words = rectified_word_samples(SHARED_DATA / "ic15_train", "val", CHARSET, variants=1)
     crops = [w.image for w in words]
-    plain = recognizer.read(crops)
-    helped = recognizer.read(crops, Lexicon(recognizer.charset, LexiconConfig(margin=3.0)))
+    plain = read_words(reader, crops)
+    helped = read_words(reader, crops, Lexicon(reader.charset, LexiconConfig(margin=3.0)))
 
-    def accuracy(reads: list[tuple[str, float]]) -> float:
+    def accuracy(reads: list) -> float:
         pairs = zip(words, reads, strict=True)
-        return float(np.mean([image_texts_match(w.text, t) for w, (t, _) in pairs]))
+        return float(np.mean([image_texts_match(w.text, r.text) for w, r in pairs]))
 
     assert accuracy(helped) > accuracy(plain) + 0.02
-    assert [c for _, c in helped] == [c for _, c in plain]  # confidences are the network's
+    # Confidences are the network's; the dictionary only changes texts, and says so.
+    assert [r.confidence for r in helped] == [r.confidence for r in plain]
+    assert all(h.corrected == (h.text != p.text) for h, p in zip(helped, plain, strict=True))
+    assert sum(h.in_dictionary for h in helped) > sum(h.corrected for h in helped) > 0

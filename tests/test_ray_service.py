@@ -188,7 +188,7 @@ def test_prompt_key_matches_what_replicas_store(ray_service, service_redis, weig
     spotter = Spotter.load(weights_file)
     prompt = f"key check {uuid.uuid4().hex[:8]}"
     ray_service["spotter"].prepare_prompt.remote(prompt).result()
-    key = PromptKey(spotter.checksum, prompt, spotter.context_length).redis_key()
+    key = PromptKey(spotter.weights_checksum, prompt, spotter.context_length).redis_key()
     raw = redis.Redis.from_url(service_redis.url).get(key)
     assert raw is not None and len(raw) == spotter.embed_dim * 4
     assert np.frombuffer(raw, "<f4") == pytest.approx(spotter.encode_prompt(prompt), abs=1e-5)

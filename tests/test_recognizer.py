@@ -27,6 +27,7 @@ from pipeline.model.recognizer import (
     recognizer_checkpoint,
 )
 from pipeline.model.rectify import rectify_word
+from pipeline.model.word_reader import OwnCTCReader, read_words
 from pipeline.track.matching import edit_distance
 from pipeline.train.recognizer_training import (
     RecognizerTrainConfig,
@@ -90,10 +91,11 @@ def test_forward_shape_and_read() -> None:
     assert logits.shape == (3, cfg.max_width // 4, model.charset.num_classes)
     crops = [load_crop(c.path) for c in iiit5k_words(IIIT5K, "train")[:3]]
     crops.append(np.full((200, 20, 3), 255, np.uint8))  # tall, narrow: still one result
-    reads = model.read(crops)
+    reader = OwnCTCReader(model, "test")
+    reads = read_words(reader, crops)
     assert len(reads) == 4
-    assert all(isinstance(t, str) and 0.0 <= p <= 1.0 for t, p in reads)
-    assert model.read([]) == []
+    assert all(isinstance(r.text, str) and 0.0 <= r.confidence <= 1.0 for r in reads)
+    assert read_words(reader, []) == []
 
 
 def test_checkpoint_round_trip(tmp_path: Path) -> None:
@@ -204,7 +206,7 @@ def test_tiny_overfit_reads_the_words_back() -> None:
         optimizer.step()
         losses.append(loss.item())
     assert np.mean(losses[-10:]) < 0.05 * losses[0]
-    reads = [t for t, _ in model.eval().read(crops)]
+    reads = [r.text for r in read_words(OwnCTCReader(model.eval(), "test"), crops)]
     errors = sum(edit_distance(r, w.text) for r, w in zip(reads, words, strict=True))
     characters = sum(len(w.text) for w in words)
     assert errors / characters <= 0.2, (reads, [w.text for w in words])
@@ -225,7 +227,7 @@ def test_train_recognizer_checkpoints_and_resumes(tmp_path: Path) -> None:
     )
     first = train_recognizer(cfg)
     assert first["step"] == 2 and {"ic15_acc", "iiit5k_acc_cased"} <= set(first["last"])
-    assert first["last"]["ic15_scenes_n"] > 400  # the validation images' words, as spotted
+    assert first["last"]["ic15_scenes_n"] > 350  # the tune images' words, as spotted
     assert (tmp_path / "last.pt").exists() and (tmp_path / "best.pt").exists()
     second = train_recognizer(replace(cfg, steps=3))
     assert second["step"] == 3  # continued from last.pt, not from scratch

@@ -39,34 +39,57 @@ class ImageCounts:
     matched_text: int  # of those, matches whose transcription is also right
 
 
-def match_image(
+def geometric_matches(
     gt_words: Sequence[GroundTruthWord], predictions: Sequence[TextInstance]
-) -> ImageCounts:
-    """Score one image's predictions against its ground-truth words."""
+) -> tuple[list[bool], dict[int, int]]:
+    """The RRC matching: which detections count (not inside a ### word), and the one-to-one
+    matches as {prediction index: ground-truth index}."""
     gt_shapes = [to_shape(w.polygon) for w in gt_words]
     det_shapes = [to_shape(p.polygon) for p in predictions]
     dont_care = [s for s, w in zip(gt_shapes, gt_words, strict=True) if w.dont_care]
     det_is_care = outside_dont_care(det_shapes, dont_care, DONT_CARE_AREA)
     ious = iou_matrix(gt_shapes, det_shapes)
-
-    det_taken = [False] * len(predictions)
-    matched = matched_text = 0
+    matches: dict[int, int] = {}
     for g, word in enumerate(gt_words):
         if word.dont_care:
             continue
-        for d, prediction in enumerate(predictions):
-            if det_taken[d] or not det_is_care[d] or ious[g, d] <= IOU_THRESHOLD:
+        for d in range(len(predictions)):
+            if d in matches or not det_is_care[d] or ious[g, d] <= IOU_THRESHOLD:
                 continue
-            det_taken[d] = True
-            matched += 1
-            matched_text += image_texts_match(word.text, prediction.text)
+            matches[d] = g
             break
+    return list(det_is_care), matches
+
+
+def match_image(
+    gt_words: Sequence[GroundTruthWord], predictions: Sequence[TextInstance]
+) -> ImageCounts:
+    """Score one image's predictions against its ground-truth words."""
+    det_is_care, matches = geometric_matches(gt_words, predictions)
     return ImageCounts(
         gt_care=sum(not w.dont_care for w in gt_words),
         det_care=sum(det_is_care),
-        matched=matched,
-        matched_text=matched_text,
+        matched=len(matches),
+        matched_text=sum(
+            image_texts_match(gt_words[g].text, predictions[d].text) for d, g in matches.items()
+        ),
     )
+
+
+def prediction_outcomes(
+    gt_words: Sequence[GroundTruthWord], predictions: Sequence[TextInstance]
+) -> list[bool | None]:
+    """Per prediction: True when it is an end-to-end hit (matched and read right), False when
+    it is not, None when the don't-care rule ignores it (what calibration learns from)."""
+    det_is_care, matches = geometric_matches(gt_words, predictions)
+    outcomes: list[bool | None] = []
+    for d, prediction in enumerate(predictions):
+        if not det_is_care[d]:
+            outcomes.append(None)
+        else:
+            g = matches.get(d)
+            outcomes.append(g is not None and image_texts_match(gt_words[g].text, prediction.text))
+    return outcomes
 
 
 def precision_recall_hmean(matched: int, gt: int, det: int) -> dict[str, float]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 DEFAULT_CHARS = (
     "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.,:;!?'\"-&/()@#%$+*[]=_<> "
 )
@@ -55,3 +57,16 @@ class Charset:
                 out.append(i)
             prev = i
         return out
+
+
+def greedy_read(probs: np.ndarray, charset: Charset) -> tuple[str, float]:
+    """One crop's (T, C) per-step probabilities -> (text, confidence), greedy CTC.
+
+    The confidence is the mean of the per-step max probabilities over the steps that emit a
+    character; an empty read is as confident as its blanks.
+    """
+    path = probs.argmax(-1)
+    best = probs.max(-1)
+    emit = (path != BLANK) & np.concatenate([[True], path[1:] != path[:-1]])
+    text = charset.decode(path[emit].tolist())
+    return text, float(best[emit].mean() if emit.any() else best.mean())

@@ -92,6 +92,10 @@ class Lexicon:
         found = self.speller.lookup(lower, Verbosity.ALL, self.config.max_edit_distance)
         return [in_read_case(s.term, read) for s in found if self.charset.covers(s.term)]
 
+    def is_word(self, text: str) -> bool:
+        """Whether `text` (any case) is in the English dictionary."""
+        return text.lower() in self.speller.words
+
     def correct(self, log_probs: torch.Tensor, read: str) -> str:
         """The read, or the dictionary word the network finds nearly as likely."""
         options = self.candidates(read)

@@ -5,8 +5,8 @@ Input: RGB crops resized to `height` (32) keeping aspect, squeezed if wider than
 then Bottleneck blocks whose strides are average pools (anti-aliased) instead of strided convs.
 The strides after the stem are (2, 1): the height collapses to 1 while the width keeps 1/4 of
 the input, so the output is a 32-step sequence along the word. A 1-layer BiLSTM adds context
-and a linear layer gives per-step charset logits (blank = 0). Greedy CTC decoding; the word
-confidence is the mean of the per-step max probabilities over the non-blank steps that emit.
+and a linear layer gives per-step charset logits (blank = 0). Reading (greedy CTC decoding, the
+dictionary) is `word_reader.py`'s, the same for every reader.
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.model.charset import BLANK, DEFAULT_CHARS, Charset
-from pipeline.model.lexicon import Lexicon
+from pipeline.model.charset import DEFAULT_CHARS, Charset, greedy_read
 
 PIXEL_MEAN = (0.48145466, 0.4578275, 0.40821073)  # CLIP's, so a CLIP-initialised stem would fit
 PIXEL_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -94,7 +93,7 @@ def _stem(width: int) -> nn.Sequential:
 
 
 class Recognizer(nn.Module):
-    """Crop -> per-step CTC logits; `read` does preprocessing, batching and greedy decoding."""
+    """Crop -> per-step CTC logits; `preprocess` fits crops into a batch."""
 
     def __init__(self, config: RecognizerConfig | None = None, charset: Charset | None = None):
         super().__init__()
@@ -129,24 +128,6 @@ class Recognizer(nn.Module):
         tensor = torch.from_numpy(batch).permute(0, 3, 1, 2).float().div_(255.0)
         return tensor.to(self.pixel_mean.device)
 
-    @torch.inference_mode()
-    def read(
-        self, crops: list[np.ndarray], lexicon: Lexicon | None = None
-    ) -> list[tuple[str, float]]:
-        """Read RGB uint8 word crops; returns (text, confidence in [0, 1]) per crop.
-
-        With a `lexicon`, reads that are near-misses of an English word are corrected when the
-        network finds the word nearly as likely (see lexicon.py); the confidence is kept.
-        """
-        if not crops:
-            return []
-        log_probs = self(self.preprocess(crops)).float().log_softmax(-1).cpu()
-        reads = greedy_decode(log_probs.exp().numpy(), self.charset)
-        if lexicon is None:
-            return reads
-        pairs = zip(log_probs, reads, strict=True)
-        return [(lexicon.correct(lp, text), conf) for lp, (text, conf) in pairs]
-
 
 def fit_crop(crop: np.ndarray, height: int, max_width: int) -> np.ndarray:
     """Resize to `height` keeping aspect (squeeze if too wide), pad right with the edge column.
@@ -168,16 +149,8 @@ def fit_crop(crop: np.ndarray, height: int, max_width: int) -> np.ndarray:
 
 
 def greedy_decode(probs: np.ndarray, charset: Charset) -> list[tuple[str, float]]:
-    """(N, T, C) probabilities -> (text, confidence) with confidence = mean max-prob of emits."""
-    best = probs.argmax(-1)
-    best_p = probs.max(-1)
-    results = []
-    for path, p in zip(best, best_p, strict=True):
-        emit = (path != BLANK) & np.concatenate([[True], path[1:] != path[:-1]])
-        text = charset.decode(path[emit].tolist())
-        # An empty read is as confident as its blanks; otherwise score the emitted characters.
-        results.append((text, float(p[emit].mean()) if emit.any() else float(p.mean())))
-    return results
+    """(N, T, C) probabilities -> (text, confidence) per crop (`charset.greedy_read`)."""
+    return [greedy_read(p, charset) for p in probs]
 
 
 def recognizer_checkpoint(model: Recognizer, step: int, metrics: dict) -> dict:

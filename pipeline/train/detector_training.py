@@ -1,7 +1,7 @@
 """Train the FastTCM detector: resumable, warm-startable, CPU or CUDA (+AMP).
 
 Checkpoints go to `out_dir/last.pt` (every `save_every` steps; resumed automatically) and
-`out_dir/best.pt` (best validation detection hmean on IC15 img_901..img_1000, scored with the
+`out_dir/best.pt` (best detection hmean on the IC15 tune images img_801..img_900, scored with the
 project's own ICDAR2015 scorer). `init_from` warm-starts from a packed weights file or a
 detector training checkpoint; `clip_weights` loads a real OpenAI RN50 into `cr50_full`.
 """
@@ -99,9 +99,9 @@ def _lr_factor(step: int, cfg: DetectorTrainConfig) -> float:
 
 
 def validate(model: FastTCMDetector, cfg: DetectorTrainConfig) -> dict[str, Any]:
-    """Detection P/R/H on the IC15 validation images at their native 960x640."""
+    """Detection P/R/H on the IC15 tune images (img_801-900) at their native 960x640."""
     model.eval()
-    paths = ic15_images(cfg.ic15_root, "val")[: cfg.val_images]
+    paths = ic15_images(cfg.ic15_root, "tune")[: cfg.val_images]  # select on tune, never val
     gt, preds = {}, {}
     text = model.text_embedding().detach()
     for path in paths:

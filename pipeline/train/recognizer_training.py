@@ -2,7 +2,8 @@
 
 `train_recognizer(RecognizerTrainConfig(...))` writes `out_dir/last.pt` (model, optimizer,
 step, RNG states: training resumes from it automatically) every `val_interval` steps and
-`out_dir/best.pt` (the recognizer checkpoint with the best IC15 validation word accuracy).
+`out_dir/best.pt` (the recognizer checkpoint with the best word accuracy on the tune split:
+the words of IC15 img_801-900 and IIIT5K's tune lines; validation is scored once, elsewhere).
 The learning rate is a pure function of the step (linear warm-up, cosine decay), so a resumed
 run, even with a larger `steps`, continues the same schedule instead of restarting it.
 """
@@ -249,10 +250,11 @@ def train_recognizer(cfg: RecognizerTrainConfig) -> dict:
     )
     shards_seen: set[str] = set()
     _load_new_shards(cfg, batcher, shards_seen)
-    val_samples = real_word_sets(cfg.ic15_words_root, cfg.iiit5k_root, "val", charset)
-    if cfg.ic15_images_root:  # the validation images' words as spotting would cut them
+    # Checkpoints are chosen on the tune split; validation is scored once, outside training.
+    val_samples = real_word_sets(cfg.ic15_words_root, cfg.iiit5k_root, "tune", charset)
+    if cfg.ic15_images_root:  # the tune images' words as spotting would cut them
         val_samples["ic15_scenes"] = rectified_word_samples(
-            cfg.ic15_images_root, "val", charset, variants=1
+            cfg.ic15_images_root, "tune", charset, variants=1
         )
     val_sets = {
         name: val_batches(samples, mcfg.height, mcfg.max_width)

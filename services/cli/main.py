@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("services.cli.evaluate", "score predictions against ground truth (ICDAR rules)"),
     "train": ("services.cli.train", "train the detector or the recognizer (resumable)"),
     "export": ("services.cli.export", "pack trained detector + recognizer into one weights file"),
+    "calibrate": ("services.cli.calibrate", "fit each reader's word scores on the tune split"),
 }
 
 

@@ -27,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="[::]", help="address to bind (default all)")
     parser.add_argument("--weights", default=None,
                         help="ClipSpot checkpoint (default: the shipped weights)")
+    parser.add_argument("--reader", default=os.environ.get("CLIPSPOT_READER"),
+                        help="word reader: clipspot-ctc or ppocrv6 (default $CLIPSPOT_READER, "
+                             "else the weights' calibrated default)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
     parser.add_argument("--max-side", type=int, default=None,
                         help="never give the network an image longer than N pixels "
@@ -46,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    from pipeline.model.word_reader import check_reader_name
+
+    check_reader_name(args.reader)  # an unknown name fails before anything starts
     if args.ray:
         args.port = args.port or RAY_DEFAULT_PORT
         from services.ray_app import run_ray  # Ray is imported only in Ray mode
@@ -65,7 +71,10 @@ async def _serve_embedded(args: argparse.Namespace) -> int:
     from services.local_engine import LocalEngine
     from services.prompt_cache import make_prompt_cache
 
-    spotter = await asyncio.to_thread(Spotter.load, args.weights, args.device, args.max_side)
+    spotter = await asyncio.to_thread(
+        Spotter.load, args.weights, args.device, args.max_side,
+        reader=args.reader, threads=threads,
+    )
     cache = make_prompt_cache(args.redis_url, spotter.embed_dim)
     engine = LocalEngine(spotter, cache, max_batch=args.max_batch)
     config = ServerConfig(port=args.port, host=args.host, drain_grace_s=args.drain_grace)
@@ -74,8 +83,10 @@ async def _serve_embedded(args: argparse.Namespace) -> int:
     server.install_signal_handlers()
     cache_name = "Redis" if args.redis_url else "in-process"
     logging.getLogger("clipspot.serve").info(
-        "clipspot serve: listening on port %d (weights %s, %s, %d torch threads, %s prompt cache)",
-        port, spotter.checksum, args.device, threads, cache_name,
+        "clipspot serve: listening on port %d (model %s: weights %s, reader %s; %s, "
+        "%d torch threads, %s prompt cache)",
+        port, spotter.checksum, spotter.weights_checksum,
+        spotter.reader.identity if spotter.reader else "none", args.device, threads, cache_name,
     )
     await server.wait()
     return 0

@@ -42,6 +42,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="never give the network an image longer than N pixels (default 1440)",
     )
     parser.add_argument(
+        "--reader",
+        help="word reader: clipspot-ctc (ours, trained here) or ppocrv6 (PP-OCRv6 rec small, "
+        "from rapidocr); default: the one the weights were calibrated to prefer",
+    )
+    parser.add_argument(
         "--no-lexicon",
         action="store_true",
         help="read without the English dictionary, even where the weights use it",
@@ -71,7 +76,10 @@ def run(args: argparse.Namespace) -> int:
         raise ClipSpotError(f"--input-scale must be between 0.1 and 4, got {args.input_scale}")
     kind = input_kind(args.input)  # a missing path fails here, before the model loads
     _set_threads(args.threads)
+    from pipeline.model.word_reader import check_reader_name
     from pipeline.spotter import Spotter  # torch import: only once the input is known good
+
+    check_reader_name(args.reader)
 
     spotter = Spotter.load(
         args.weights,
@@ -79,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
         max_side=args.max_side,
         input_scale=args.input_scale,
         lexicon=not args.no_lexicon,
+        reader=args.reader,
+        threads=args.threads or None,
     )
     with ExitStack() as stack:
         out: IO[str] = sys.stdout
@@ -91,8 +101,14 @@ def run(args: argparse.Namespace) -> int:
             summary = _spot_images(args, spotter, out, kind)
     target = args.out or "stdout"
     render = f", annotated output in {args.render}" if args.render else ""
-    print(f"clipspot spot: {summary}; JSON Lines in {target}{render}", file=sys.stderr)
+    model = f"model {spotter.checksum} (reader {_reader_name(spotter)})"
+    print(f"clipspot spot: {summary}; {model}; JSON Lines in {target}{render}", file=sys.stderr)
     return 0
+
+
+def _reader_name(spotter: object) -> str:
+    reader = getattr(spotter, "reader", None)
+    return reader.name if reader is not None else "none"
 
 
 def _set_threads(threads: int) -> None:

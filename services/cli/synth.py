@@ -5,6 +5,8 @@
                           [--scenario ticker,pan,signs,occlusion] [--name NAME]
     clipspot synth words  --out DIR --count N --seed S [--labels-from DATA]
     clipspot synth show   GT --out DIR [--every K]
+    clipspot synth camera --ic15 DIR --split tune|report --out DIR [--count N --seconds T]
+                          [--width 640 --height 360 --fps 25 --seed S]
 
 images writes `img_N.jpg` + `gt_img_N.txt` (ICDAR2015); video writes `DIR/NAME.mp4` and its
 ground truth `DIR/NAME.json` (format in docs/synth.md). Both take `--fonts DIR`,
@@ -12,6 +14,8 @@ ground truth `DIR/NAME.json` (format in docs/synth.md). Both take `--fonts DIR`,
 over the images / decoded frames into `DIR/render/`). `show` does the same for existing output.
 words writes word crops for the recognizer as `.npz` shards of 500 (`clipspot train recognizer
 --synth-shards DIR` reads them; rendering is slow, so it is done once, beside the training).
+camera writes `DIR/camera_SPLIT_I.mp4` + `.json`: a camera panning, zooming, shaking and cutting
+over real IC15 stills (tune: img_801..900, report: img_901..1000; see pipeline/data/camera_clips).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from pipeline.data import synth_images, synth_text, synth_video
+from pipeline.data import camera_clips, synth_images, synth_text, synth_video
 from pipeline.data.readers import DONT_CARE, image_number, read_icdar_gt
 from pipeline.data.video_gt import read_video_gt, write_video_gt
 from pipeline.errors import ClipSpotError
@@ -67,12 +71,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     show.add_argument("gt", type=Path, help="an images folder (gt_img_N.txt) or a video .json")
     show.add_argument("--out", required=True, type=Path, help="folder for the PNGs")
     show.add_argument("--every", type=int, help="video: draw every K-th frame (default: 1/s)")
+    _add_camera_arguments(kinds)
+
+
+def _add_camera_arguments(kinds: argparse._SubParsersAction) -> None:
+    camera = kinds.add_parser("camera", help="camera-motion clips over real IC15 stills")
+    camera.add_argument(
+        "--ic15",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="the IC15 folder (images/img_N.jpg, gt/gt_img_N.txt)",
+    )
+    # Checked by the library, not by argparse `choices`, so a bad value is one error line.
+    camera.add_argument(
+        "--split", default="tune", help="tune (img_801..900) or report (img_901..1000)"
+    )
+    camera.add_argument("--out", required=True, type=Path, help="output folder")
+    camera.add_argument("--count", type=int, default=10, help="number of clips (default 10)")
+    camera.add_argument("--seconds", type=float, default=6.0)
+    camera.add_argument("--fps", type=float, default=25.0)
+    camera.add_argument("--width", type=int, default=640)
+    camera.add_argument("--height", type=int, default=360)
+    camera.add_argument("--seed", type=int, default=0, help="same seed, same output")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.kind == "show":
         count = render_ground_truth(args.gt, args.out, args.every)
         print(f"drew the ground truth over {count} pictures in {args.out}")
+        return 0
+    if args.kind == "camera":
+        _camera(args)
         return 0
     fonts = synth_text.find_fonts(args.fonts)
     backgrounds = synth_images.load_backgrounds(args.backgrounds)
@@ -148,6 +178,28 @@ def _video(args: argparse.Namespace, fonts: tuple, backgrounds: tuple) -> Path:
     print(f"wrote {mp4_path} ({len(gt.frames)} frames, {config.width}x{config.height} at "
           f"{config.fps:g} fps, {len(gt.tracks)} words) and its ground truth {json_path}")
     return json_path
+
+
+def _camera(args: argparse.Namespace) -> None:
+    if not args.ic15.is_dir():
+        raise ClipSpotError(f"--ic15 {args.ic15}: folder not found")
+    camera_clips.set_stills(args.ic15, args.split)  # bad split or folder: fail before --out
+    _make_folder(args.out)
+    config = camera_clips.CameraClipConfig(fps=args.fps)
+    paths = camera_clips.camera_clip_set(
+        args.ic15,
+        args.split,
+        args.out,
+        (args.width, args.height),
+        args.count,
+        args.seconds,
+        args.seed,
+        config,
+    )
+    print(
+        f"wrote {len(paths)} camera clips ({args.width}x{args.height}, {args.seconds:g} s, "
+        f"{args.split} stills) with their ground truth to {args.out}"
+    )
 
 
 def render_ground_truth(gt_path: Path, out_dir: Path, every: int | None) -> int:

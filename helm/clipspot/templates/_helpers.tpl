@@ -72,6 +72,10 @@ do not rotate it under running replicas), else a new random one.
   value: {{ $root.Values.model.weights | quote }}
 - name: CLIPSPOT_DEVICE
   value: {{ .device | quote }}
+{{- if $root.Values.model.reader }}
+- name: CLIPSPOT_READER
+  value: {{ $root.Values.model.reader | quote }}
+{{- end }}
 - name: CLIPSPOT_TORCH_THREADS
   value: {{ $root.Values.model.torchThreads | quote }}
 - name: OMP_NUM_THREADS
