@@ -280,7 +280,7 @@ def test_bad_stream_fails_alone_with_invalid_argument(
     assert error.details() == raw_stream(embedded_target, requests).details()
 
 
-def test_health_and_unary_spot_image(ray_service, video):
+def test_health_and_unary_spot_image(ray_service, video, weights_file):
     import cv2
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -288,9 +288,15 @@ def test_health_and_unary_spot_image(ray_service, video):
         health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
         assert health.status == health_pb2.HealthCheckResponse.SERVING
         _, png = cv2.imencode(".png", np.full((64, 96, 3), 255, dtype=np.uint8))
-        response = pb_grpc.TextSpottingStub(channel).SpotImage(
+        response, call = pb_grpc.TextSpottingStub(channel).SpotImage.with_call(
             pb.SpotImageRequest(image=png.tobytes()))
         assert (response.width, response.height) == (96, 64)
+        # Serve's proxy has no initial metadata: the model checksum comes as trailing metadata.
+        from pipeline.spotter import Spotter
+        from services.grpc_server import MODEL_METADATA_KEY
+
+        expected = Spotter.load(weights_file).checksum
+        assert dict(call.trailing_metadata())[MODEL_METADATA_KEY] == expected
         with pytest.raises(grpc.RpcError) as caught:
             pb_grpc.TextSpottingStub(channel).SpotImage(pb.SpotImageRequest(image=b"junk"))
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
