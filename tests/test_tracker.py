@@ -80,10 +80,29 @@ def test_output_text_is_the_voted_text_and_changes_emit_updated():
     texts, kinds = [], []
     for frame, (text, score) in enumerate(readings):
         instances, events = tracker.update(frame, 0.04 * frame, [word(50, 50, text, score)])
-        texts.append(instances[0].text)
+        texts.append(instances[0].text if instances else None)
         kinds.append([(e.kind, e.text) for e in events])
-    assert texts == ["EX1T", "EX1T", "EXIT", "EXIT", "EXIT"]
-    assert kinds == [[("started", "EX1T")], [], [("updated", "EXIT")], [], []]
+    # Unsure first sighting (0.7 < confirm_score): reported from its second keyframe on.
+    assert texts == [None, "EX1T", "EXIT", "EXIT", "EXIT"]
+    assert kinds == [[], [("started", "EX1T")], [("updated", "EXIT")], [], []]
+
+
+def test_only_confirmed_tracks_are_reported():
+    tracker = TextTracker(TrackerConfig(max_age=1))
+    # A one-keyframe false detection (score 0.5) beside a real word seen twice.
+    found = [word(10, 10, "REAL", 0.6), word(300, 300, "GHOST", 0.5)]
+    first, events = tracker.update(0, 1.0, found)
+    assert first == () and events == []
+    second, events = tracker.update(1, 1.5, [word(12, 10, "REAL", 0.6)])
+    assert [(i.track_id, i.text) for i in second] == [(1, "REAL")]
+    assert [(e.kind, e.first_pts) for e in events] == [("started", 1.0)]  # its true first pts
+    later = [tracker.update(f, 1.0 + f / 2, [word(12, 10, "REAL", 0.6)])[1] for f in (2, 3, 4)]
+    assert all(e.kind != "ended" for events in later for e in events)  # GHOST dies unseen
+    assert [e.track_id for e in tracker.finish()] == [1]
+    assert tracker.tracks_started == 1
+    # A sure sighting (score >= confirm_score) is reported at once.
+    sure, events = TextTracker().update(0, 0.0, [word(0, 0, "SURE", 0.95)])
+    assert len(sure) == 1 and [e.kind for e in events] == ["started"]
 
 
 def test_events_carry_first_and_last_pts_and_a_lost_word_ends_after_max_age():
@@ -129,7 +148,8 @@ def test_trackers_do_not_share_ids():
 def test_runner_carries_skipped_frames_and_accounts_for_every_frame():
     """detect_every=3 through the runner's track_frame path (spotting done by the caller, as
     in the Ray service): keyframes get tracked detections, the others carried ones."""
-    runner = VideoRunner(None, RunnerConfig(detect_every=3), source="cam")
+    config = RunnerConfig(detect_every=3, follow_motion=False, adaptive=False)
+    runner = VideoRunner(None, config, source="cam")
     results = []
     for index in range(10):
         frame = VideoFrame(index, 1.0 + index / 25, np.zeros((8, 8, 3), np.uint8))

@@ -141,6 +141,11 @@ class MotionFollower:
         self._previous: np.ndarray | None = None
         self._factor = np.ones(2, np.float32)  # work pixels per original pixel, (x, y)
 
+    @property
+    def ready(self) -> bool:
+        """Whether a previous frame exists to follow from."""
+        return self._previous is not None
+
     def reset(self, frame: np.ndarray) -> None:
         """Start from `frame` (grey, RGB or BGR uint8), e.g. a freshly spotted keyframe."""
         self._previous = self._prepare(frame)

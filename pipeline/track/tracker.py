@@ -1,15 +1,23 @@
-"""Per-stream text tracker: stable ids, voted text, and life-cycle events.
+"""Per-stream text tracker: stable ids, voted text, confirmed tracks and life-cycle events.
 
     tracker = TextTracker(TrackerConfig())          # one per stream; no shared state
     instances, events = tracker.update(frame, pts, spotted_instances)   # a spotted frame
+    ids, polygons = tracker.followable()             # between keyframes: where the words were,
+    tracker.move(frame, {id: moved_or_None})         # ... and where image motion put them
     instances = tracker.carry(frame, pts)            # a frame that was not spotted
     events = tracker.finish()                        # end of stream: every track ends
 
 Each spotted frame's detections are matched one-to-one to live tracks by an affinity that mixes
-polygon IoU (against the track's position predicted by a constant-velocity model) with text
-similarity, using the Hungarian algorithm. Unmatched detections start tracks; tracks unmatched
-for more than `max_age` spotted frames end. Every output instance carries its track's voted
-text, so a word's transcription is stable across frames.
+polygon IoU (against the track's position: moved by image motion when the caller follows it,
+else predicted by a constant-velocity model) with text similarity, using the Hungarian
+algorithm. Unmatched detections start tracks; tracks unmatched for more than `max_age` spotted
+frames end. Every output instance carries its track's voted text, so a word's transcription is
+stable across frames.
+
+Only confirmed tracks reach users: a track is confirmed once it was seen on `confirm_hits`
+spotted frames, or at once when one sighting scores at least `confirm_score`. Its "started"
+event comes on the frame it is confirmed, carrying its true first pts; an unconfirmed track
+that dies is never reported (a one-keyframe false detection stays invisible).
 """
 
 from __future__ import annotations
@@ -39,6 +47,9 @@ class TrackerConfig:
     velocity_smoothing: weight of the newest displacement in the exponential moving average
         of a track's velocity (pixels per frame); 0 turns the motion model off.
     max_candidates: distinct transcriptions a track remembers for its vote.
+    confirm_hits: spotted frames a track must be seen on before it is reported.
+    confirm_score: a sighting scored at least this confirms its track at once (scores are
+        calibrated probabilities of being right, see docs/reader.md).
     """
 
     min_iou: float = 0.1
@@ -46,6 +57,8 @@ class TrackerConfig:
     max_age: int = 8
     velocity_smoothing: float = 0.5
     max_candidates: int = 32
+    confirm_hits: int = 2
+    confirm_score: float = 0.9
 
 
 @dataclass
@@ -60,6 +73,9 @@ class _Track:
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(2, dtype=np.float32))
     misses: int = 0  # consecutive spotted frames without a match
     has_velocity: bool = False
+    hits: int = 1  # spotted frames the track was seen on
+    confirmed: bool = False  # reported to users (see TrackerConfig.confirm_hits)
+    visible: bool = True  # False once image motion lost it; a keyframe match restores it
 
     def predict(self, frame: int) -> np.ndarray:
         """The polygon shifted to where constant velocity puts it at `frame`."""
@@ -84,6 +100,8 @@ class TextTracker:
         self.config = config or TrackerConfig()
         self._tracks: list[_Track] = []
         self._next_id = 1
+        self._reported = 0
+        self.last_track_ids: list[int] = []
 
     @property
     def live_track_ids(self) -> list[int]:
@@ -91,7 +109,8 @@ class TextTracker:
 
     @property
     def tracks_started(self) -> int:
-        return self._next_id - 1
+        """Tracks reported so far (confirmed ones; unconfirmed tracks are never shown)."""
+        return self._reported
 
     def update(
         self, frame_index: int, pts: float | None, instances: list[TextInstance]
@@ -111,10 +130,13 @@ class TextTracker:
         owner: dict[int, _Track] = {}
         for row, col in pairs:
             track = self._tracks[row]
-            before = track.vote.text
+            before, was_confirmed = track.vote.text, track.confirmed
             self._continue(track, frame_index, pts, instances[col])
             owner[col] = track
-            if track.vote.text != before:
+            if track.confirmed and not was_confirmed:
+                self._reported += 1
+                events.append(track.event("started"))
+            elif track.confirmed and track.vote.text != before:
                 events.append(track.event("updated"))
         matched = {row for row, _ in pairs}
         for row, track in enumerate(self._tracks):
@@ -123,13 +145,53 @@ class TextTracker:
         for col, instance in enumerate(instances):
             if col not in owner:
                 owner[col] = self._start(frame_index, pts, instance)
-                events.append(owner[col].event("started"))
+                if owner[col].confirmed:
+                    self._reported += 1
+                    events.append(owner[col].event("started"))
         events.extend(self._expire())
+        # Every input's track, confirmed or not (callers keep per-track memory by it).
+        self.last_track_ids = [owner[col].track_id for col in range(len(instances))]
         out = tuple(
             TextInstance(inst.polygon, owner[col].vote.text, inst.score, owner[col].track_id)
             for col, inst in enumerate(instances)
+            if owner[col].confirmed
         )
         return out, events
+
+    def owners(self, frame_index: int, polygons: list[np.ndarray]) -> list[int | None]:
+        """Which live track each polygon would continue, by geometry alone (no text: the words
+        are not read yet). Lets a caller read only the words that need it."""
+        predicted = [t.predict(frame_index) for t in self._tracks]
+        iou = polygon_iou(predicted, polygons)
+        pairs = assign(iou, iou >= max(self.config.min_iou, 1e-9))
+        found: list[int | None] = [None] * len(polygons)
+        for row, col in pairs:
+            found[col] = self._tracks[row].track_id
+        return found
+
+    def voted(self, track_id: int) -> tuple[str, float, float]:
+        """A live track's voted text, its last score and the vote's support in [0, 1]."""
+        track = next(t for t in self._tracks if t.track_id == track_id)
+        return track.vote.text, track.score, track.vote.support
+
+    def followable(self) -> tuple[list[int], list[np.ndarray]]:
+        """Ids and polygons of the tracks worth following between keyframes: seen on the last
+        spotted frame and not lost by image motion since."""
+        live = [t for t in self._tracks if t.misses == 0 and t.visible]
+        return [t.track_id for t in live], [t.polygon for t in live]
+
+    def move(self, frame_index: int, moved: dict[int, np.ndarray | None]) -> None:
+        """Place tracks where image motion put them on `frame_index` (None: lost; the track
+        stays alive, hidden, until a keyframe finds it again or it ages out)."""
+        for track in self._tracks:
+            if track.track_id not in moved:
+                continue
+            polygon = moved[track.track_id]
+            if polygon is None:
+                track.visible = False
+            else:
+                track.polygon = np.asarray(polygon, dtype=np.float32)
+                track.frame = frame_index
 
     def carry(self, frame_index: int, pts: float | None = None) -> tuple[TextInstance, ...]:
         """Instances for a frame that was not spotted: the tracks seen on the last spotted frame,
@@ -138,12 +200,12 @@ class TextTracker:
         return tuple(
             TextInstance(t.predict(frame_index), t.vote.text, t.score, t.track_id)
             for t in self._tracks
-            if t.misses == 0
+            if t.misses == 0 and t.visible and t.confirmed
         )
 
     def finish(self) -> list[TrackEvent]:
         """End every live track (end of stream)."""
-        events = [t.event("ended") for t in self._tracks]
+        events = [t.event("ended") for t in self._tracks if t.confirmed]
         self._tracks = []
         return events
 
@@ -158,6 +220,7 @@ class TextTracker:
             first_pts=pts,
             last_pts=pts,
             vote=vote,
+            confirmed=self._confirms(1, instance.score),
         )
         self._next_id += 1
         self._tracks.append(track)
@@ -180,9 +243,15 @@ class TextTracker:
         track.frame = frame_index
         track.last_pts = pts
         track.misses = 0
+        track.visible = True
+        track.hits += 1
+        track.confirmed = track.confirmed or self._confirms(track.hits, instance.score)
         track.vote.add(instance.text, instance.score)
+
+    def _confirms(self, hits: int, score: float) -> bool:
+        return hits >= self.config.confirm_hits or score >= self.config.confirm_score
 
     def _expire(self) -> list[TrackEvent]:
         ended = [t for t in self._tracks if t.misses > self.config.max_age]
         self._tracks = [t for t in self._tracks if t.misses <= self.config.max_age]
-        return [t.event("ended") for t in ended]
+        return [t.event("ended") for t in ended if t.confirmed]

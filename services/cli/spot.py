@@ -14,6 +14,7 @@ import argparse
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import IO
 
@@ -24,7 +25,7 @@ from pipeline.decode import IMAGE_SUFFIXES, VideoReader, input_kind, iter_input
 from pipeline.errors import ClipSpotError
 from pipeline.jsonl import write_frame_result
 from pipeline.render import VideoWriter, draw_instances, write_image
-from pipeline.runner import RunnerConfig, VideoRunner, run_images
+from pipeline.runner import EVERY_FRAME, RunnerConfig, VideoRunner, run_images
 from pipeline.types import FrameResult
 
 
@@ -59,9 +60,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--detect-every",
         type=int,
-        default=1,
+        default=RunnerConfig.detect_every,
         metavar="K",
-        help="video: spot every K-th frame and carry tracks between (faster, boxes may lag)",
+        help="video: at most K frames between keyframes; words are followed by image motion "
+        f"between them (default {RunnerConfig.detect_every})",
+    )
+    parser.add_argument(
+        "--keyframes",
+        choices=("adaptive", "fixed"),
+        default="adaptive",
+        help="video: adaptive (default) also detects at once on a cut, a large motion or lost "
+        "words; fixed detects exactly every K-th frame",
+    )
+    parser.add_argument(
+        "--every-frame",
+        action="store_true",
+        help="video: detect and read every frame (slowest, the reference for accuracy)",
     )
     parser.add_argument("--batch-size", type=int, default=1, help="frames per model call")
     parser.add_argument(
@@ -121,7 +135,14 @@ def _set_threads(threads: int) -> None:
 
 def _spot_video(args: argparse.Namespace, spotter: object, out: IO[str]) -> str:
     reader = VideoReader(args.input, threads=max(args.threads, 0))
-    config = RunnerConfig(detect_every=args.detect_every, batch_size=args.batch_size)
+    if args.every_frame:
+        config = replace(EVERY_FRAME, batch_size=args.batch_size)
+    else:
+        config = RunnerConfig(
+            detect_every=args.detect_every,
+            adaptive=args.keyframes == "adaptive",
+            batch_size=args.batch_size,
+        )
     runner = VideoRunner(spotter, config, source=args.input)  # type: ignore[arg-type]
     if args.render and Path(args.render).suffix.lower() != ".mp4":
         raise ClipSpotError(f"{args.render}: --render for a video must be an .mp4 file")
@@ -149,9 +170,12 @@ def _spot_video(args: argparse.Namespace, spotter: object, out: IO[str]) -> str:
             progress.update(1)
     progress.close()
     runner.finish()
+    spent = ", ".join(f"{k} {v / max(1, runner.frames_seen) * 1000:.1f}" for k, v in
+                      runner.seconds.items())
     return (
-        f"{runner.frames_seen} frames ({runner.frames_spotted} spotted), {words} words, "
-        f"{runner.tracker.tracks_started} tracks"
+        f"{runner.frames_seen} frames ({runner.frames_spotted} spotted, {runner.words_read} "
+        f"words read), {words} words, {runner.tracker.tracks_started} tracks; ms per frame: "
+        f"{spent}"
     )
 
 
