@@ -15,7 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from shared_data import SHARED_DATA
 
-from pipeline.data.synth_video import read_back_pts
+from pipeline.data.h264_clips import read_back_pts
 from pipeline.decode import decode_image_bytes
 from pipeline.errors import ClipSpotError
 from pipeline.spotter import Spotter

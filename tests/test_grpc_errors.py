@@ -23,7 +23,7 @@ from grpc_harness import (
     make_video,
 )
 
-from pipeline.data.synth_video import read_back_pts
+from pipeline.data.h264_clips import read_back_pts
 from pipeline.decode import remux_to_mpegts
 from pipeline.spotter import Spotter
 from pipeline.types import FrameResult

@@ -27,7 +27,8 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 from ray import serve  # noqa: E402
 from ray.serve.config import gRPCOptions  # noqa: E402
 
-from pipeline.data.synth_video import VideoConfig, read_back_pts, write_video  # noqa: E402
+from pipeline.data.h264_clips import read_back_pts  # noqa: E402
+from pipeline.data.synth_video import VideoConfig, write_video  # noqa: E402
 from pipeline.types import FrameResult, TrackEvent  # noqa: E402
 from services.client import SpotClient, StreamOptions  # noqa: E402
 from services.prompt_cache import PromptKey  # noqa: E402

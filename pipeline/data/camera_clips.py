@@ -21,16 +21,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 
+from pipeline.data.h264_clips import encode_h264, read_back_pts
 from pipeline.data.readers import DONT_CARE, GroundTruthWord, icdar_gt_path, read_icdar_gt
 from pipeline.data.splits import IC15_TUNE_FIRST_IMAGE, IC15_VAL_FIRST_IMAGE
-from pipeline.data.synth_video import VideoConfig, check_size, read_back_pts
+from pipeline.data.synth_video import VideoConfig, check_size, parse_names
 from pipeline.data.video_gt import (
     FrameGroundTruth,
     GroundTruthObject,
@@ -86,14 +85,7 @@ class View:
 
 def parse_motions(text: str) -> tuple[str, ...]:
     """`"pan,zoom"` -> ("pan", "zoom"); an unknown name -> ClipSpotError."""
-    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
-    unknown = [n for n in names if n not in MOTIONS]
-    if unknown or not names:
-        raise ClipSpotError(
-            f"--motion {text!r}: unknown motion {', '.join(unknown) or '(none)'};"
-            f" choose from {','.join(MOTIONS)}"
-        )
-    return names
+    return parse_names(text, MOTIONS, "motion")
 
 
 def load_still(image_path: str | Path, gt_path: str | Path) -> Still:
@@ -228,8 +220,9 @@ def make_camera_clip(
     first_ids = np.cumsum([1] + [len(s.words) for s in stills[:-1]]).tolist()
     views = plan_views(config, stills)
     out_mp4 = Path(out_mp4)
-    per_frame = _encode(
-        out_mp4, config, (render_frame(stills, v, config, first_ids) for v in views)
+    size = (config.width, config.height)
+    per_frame = encode_h264(
+        out_mp4, size, config.fps, (render_frame(stills, v, config, first_ids) for v in views)
     )
     pts = read_back_pts(out_mp4)
     if len(pts) != len(per_frame):
@@ -244,31 +237,6 @@ def make_camera_clip(
     json_path = out_mp4.with_suffix(".json")
     write_video_gt(gt, json_path)
     return json_path
-
-
-def _encode(path: Path, config: CameraClipConfig, rendered) -> list[tuple[GroundTruthObject, ...]]:
-    """H.264 with synth_video.write_video's settings (its encoder is not a separate function)."""
-    rate = Fraction(config.fps).limit_denominator(1001)
-    per_frame = []
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=rate)
-        stream.width, stream.height, stream.pix_fmt = config.width, config.height, "yuv420p"
-        stream.codec_context.gop_size = max(1, round(2 * config.fps))
-        # Same seed, same bytes: one thread and no macroblock-tree rate control (see synth_video).
-        stream.codec_context.thread_count = 1
-        stream.codec_context.options = {
-            "crf": "20",
-            "preset": "veryfast",
-            "x264-params": "mbtree=0",
-        }
-        for index, (image, objects) in enumerate(rendered):
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts = index
-            frame.time_base = 1 / rate
-            container.mux(stream.encode(frame))
-            per_frame.append(tuple(objects))
-        container.mux(stream.encode(None))
-    return per_frame
 
 
 def set_stills(ic15_root: str | Path, split: str) -> list[int]:

@@ -20,14 +20,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 
 from pipeline.data import synth_images, synth_text
+from pipeline.data.h264_clips import encode_h264, read_back_pts
 from pipeline.data.readers import DONT_CARE
 from pipeline.data.synth_images import Placement, SceneConfig
 from pipeline.data.synth_text import FontFace, WordStyle
@@ -55,12 +54,18 @@ class VideoConfig:
 
 def parse_scenarios(text: str) -> tuple[str, ...]:
     """`"ticker,pan"` -> ("ticker", "pan"); an unknown name -> ClipSpotError."""
+    return parse_names(text, SCENARIOS, "scenario")
+
+
+def parse_names(text: str, known: Sequence[str], kind: str) -> tuple[str, ...]:
+    """A comma-separated `--KIND` list of known names, deduplicated in order; else one
+    ClipSpotError line naming the unknown ones and the choices."""
     names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
-    unknown = [n for n in names if n not in SCENARIOS]
+    unknown = [n for n in names if n not in known]
     if unknown or not names:
         raise ClipSpotError(
-            f"--scenario {text!r}: unknown scenario {', '.join(unknown) or '(none)'};"
-            f" choose from {','.join(SCENARIOS)}"
+            f"--{kind} {text!r}: unknown {kind} {', '.join(unknown) or '(none)'};"
+            f" choose from {','.join(known)}"
         )
     return names
 
@@ -323,27 +328,8 @@ def write_video(
     check_size(config)
     mp4_path = Path(mp4_path)
     scene = VideoScene(config, fonts, backgrounds)
-    rate = Fraction(config.fps).limit_denominator(1001)
-    per_frame = []
-    with av.open(str(mp4_path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=rate)
-        stream.width, stream.height, stream.pix_fmt = config.width, config.height, "yuv420p"
-        stream.codec_context.gop_size = max(1, round(2 * config.fps))
-        # Same seed, same bytes: one thread, and no macroblock-tree rate control (with it, this
-        # x264 gave different bytes for the same frames from one encode to the next).
-        stream.codec_context.thread_count = 1
-        stream.codec_context.options = {"crf": "20", "preset": "veryfast",
-                                        "x264-params": "mbtree=0"}
-        for index in range(config.frame_count):
-            image, objects = scene.render(index)
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts = index
-            frame.time_base = 1 / rate
-            container.mux(stream.encode(frame))
-            per_frame.append(tuple(objects))
-            if progress:
-                progress(1)
-        container.mux(stream.encode(None))
+    rendered = (scene.render(index) for index in range(config.frame_count))
+    per_frame = encode_h264(mp4_path, (config.width, config.height), config.fps, rendered, progress)
     pts = read_back_pts(mp4_path)
     if len(pts) != len(per_frame):
         raise RuntimeError(f"{mp4_path}: wrote {len(per_frame)} frames, decoded {len(pts)}")
@@ -360,9 +346,3 @@ def write_video(
         frames=frames,
         tracks=tracks,
     )
-
-
-def read_back_pts(path: str | Path) -> list[float]:
-    """Presentation times (seconds) of every decoded frame, in display order."""
-    with av.open(str(path)) as container:
-        return [float(frame.time) for frame in container.decode(video=0)]

@@ -58,7 +58,7 @@ class TrackerConfig:
     velocity_smoothing: float = 0.5
     max_candidates: int = 32
     confirm_hits: int = 2
-    confirm_score: float = 0.9
+    confirm_score: float = 0.7  # chosen on the tune camera clips (docs/video.md)
 
 
 @dataclass
