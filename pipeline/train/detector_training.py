@@ -55,6 +55,7 @@ class DetectorTrainConfig:
     val_images: int = 100
     save_every: int = 100
     seed: int = 0
+    max_minutes: float | None = None  # stop (validate, save) after this long: a leased GPU
 
 
 def _device(name: str) -> torch.device:
@@ -183,7 +184,9 @@ def train_detector(cfg: DetectorTrainConfig) -> dict[str, Any]:
         bar.set_postfix({k: f"{v.item():.3f}" for k, v in losses.items()})
         if not math.isfinite(losses["total"].item()):
             raise RuntimeError(f"loss became {losses['total'].item()} at step {step}")
-        if step % cfg.val_every == 0 or step == cfg.steps:
+        out_of_time = cfg.max_minutes is not None and time.time() - started > 60 * cfg.max_minutes
+        last = step == cfg.steps or out_of_time
+        if step % cfg.val_every == 0 or last:
             metrics = validate(model, cfg)
             tqdm.write(f"step {step} val detection {metrics}", file=sys.stderr)
             # every validated step is kept: validation is noisy, so later selection or
@@ -192,8 +195,10 @@ def train_detector(cfg: DetectorTrainConfig) -> dict[str, Any]:
             if metrics["hmean"] > best:
                 best = metrics["hmean"]
                 _save(out / "best.pt", model, optimizer, step, best, cfg)
-        if step % cfg.save_every == 0 or step == cfg.steps:
+        if step % cfg.save_every == 0 or last:
             _save(out / "last.pt", model, optimizer, step, best, cfg)
+        if out_of_time:
+            break
     bar.close()
     return {"step": step, "best_hmean": best, "seconds": time.time() - started}
 

@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--clip-weights", help="real OpenAI CLIP RN50 file (TorchScript or state dict)"
     )
     det.add_argument("--crop", type=int, help="square training crop (default 512)")
+    det.add_argument("--workers", type=int, help="data-loading processes (default 1)")
+    det.add_argument("--minutes", type=float,
+                     help="stop after this many minutes (validate and save first)")
     rec = parser.add_argument_group("recognizer only")
     rec.add_argument(
         "--fonts", help="fonts for synthetic word crops (e.g. DATA/synth_assets/fonts)"
@@ -74,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
                 clip_weights="clip_weights",
                 crop="crop",
                 synth_fraction="synth_fraction",
+                max_minutes="minutes",
+                workers="workers",
             ),
         )
         result = train_detector(cfg)
