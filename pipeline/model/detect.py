@@ -28,6 +28,7 @@ def detect_words(
     device = next(model.parameters()).device
     prepared = [prepare(image, max_side, mean, std, postprocess.input_scale) for image in images]
     batch = pad_batch([p.tensor for p in prepared]).to(device)
+    batch = batch.contiguous(memory_format=torch.channels_last)  # the Spotter's model layout
     if text_embedding is not None:
         text_embedding = text_embedding.to(device=device, dtype=batch.dtype)
     prob = model(batch, text_embedding).head.prob[:, 0].float().cpu().numpy()
