@@ -150,6 +150,18 @@ def test_gpu_values_scale_gpu_spotter_replicas(chart: helm.Chart) -> None:
     assert spotter["user_config"]["max_batch_size"] == wanted["batch"]["maxBatchSize"]
 
 
+def test_the_reader_value_reaches_every_ray_container(chart: helm.Chart) -> None:
+    default = only(render(chart), "RayService")["spec"]["rayClusterConfig"]
+    head = default["headGroupSpec"]["template"]["spec"]
+    assert "CLIPSPOT_READER" not in env_of(ray_container(head))  # the weights' default reader
+    chosen = only(render(chart, {"model": {"reader": "clipspot-ctc"}}), "RayService")
+    cluster = chosen["spec"]["rayClusterConfig"]
+    specs = [cluster["headGroupSpec"]["template"]["spec"]]
+    specs += [g["template"]["spec"] for g in cluster["workerGroupSpecs"]]
+    readers = [env_of(ray_container(spec))["CLIPSPOT_READER"]["value"] for spec in specs]
+    assert readers == ["clipspot-ctc"] * len(specs)
+
+
 def test_cpu_only_values_request_no_gpu(chart: helm.Chart) -> None:
     objects = render(chart, values_of(CHART / "ci" / "cpu-only-values.yaml"))
     rayservice = only(objects, "RayService")
