@@ -221,15 +221,19 @@ class VideoRunner:
         start = time.perf_counter()
         (found,) = spotter.detect([image], self.prompt_embedding)  # type: ignore[union-attr]
         self.seconds["detect"] += time.perf_counter() - start
-        owners = self.tracker.owners(frame.index, [d.polygon for d in found])
-        patches = [word_patch(image, d.polygon) for d in found]
         polygons = [d.polygon for d in found]
-        skipped = self._still_rejected(polygons, patches) if changes_only else set()
-        to_read = [
-            i
-            for i, owner in enumerate(owners)
-            if i not in skipped and (not changes_only or self._needs_read(owner, patches[i]))
-        ]
+        if changes_only:
+            owners = self.tracker.owners(frame.index, polygons)
+            patches = [word_patch(image, p) for p in polygons]
+            skipped = self._still_rejected(polygons, patches)
+            to_read = [
+                i
+                for i, owner in enumerate(owners)
+                if i not in skipped and self._needs_read(owner, patches[i])
+            ]
+        else:  # every word is read: no pairing, no patches, no memory (the every-frame path)
+            owners, patches, skipped = [None] * len(found), [None] * len(found), set()
+            to_read = list(range(len(found)))
         start = time.perf_counter()
         readings = spotter.read(image, [found[i].polygon for i in to_read])  # type: ignore[union-attr]
         self.seconds["read"] += time.perf_counter() - start
@@ -241,12 +245,13 @@ class VideoRunner:
                 rejected.append((detection.polygon, patches[i]))
                 continue
             if i in read:
-                score = spotter.word_score(detection.score, read[i])  # type: ignore[union-attr]
-                instance = TextInstance(detection.polygon, read[i].text, score)
-                if not spotter.keep(instance):  # type: ignore[union-attr]
-                    rejected.append((detection.polygon, patches[i]))
+                instance = spotter.word(detection, read[i])  # type: ignore[union-attr]
+                if instance is None:
+                    if changes_only:
+                        rejected.append((detection.polygon, patches[i]))
                     continue
-                read_patches[len(instances)] = patches[i]
+                if changes_only:
+                    read_patches[len(instances)] = patches[i]
             else:
                 text, score, _ = self.tracker.voted(owner)  # type: ignore[arg-type]
                 instance = TextInstance(detection.polygon, text, score)

@@ -188,12 +188,17 @@ class Spotter:
         results = []
         for image, found in zip(images, self.detect(images, prompt_embedding), strict=True):
             readings = self.read(image, [d.polygon for d in found])
-            words = [
-                TextInstance(d.polygon, r.text, self.word_score(d.score, r))
-                for d, r in zip(found, readings, strict=True)
-            ]
-            results.append([w for w in words if self.keep(w)])
+            words = [self.word(d, r) for d, r in zip(found, readings, strict=True)]
+            results.append([w for w in words if w is not None])
         return results
+
+    def word(self, detection: Detection, reading: Reading) -> TextInstance | None:
+        """A detection and its reading as the word `spot` reports, or None when it is dropped
+        (nothing readable, or scored below the cut). The video runner builds words the same way."""
+        word = TextInstance(
+            detection.polygon, reading.text, self.word_score(detection.score, reading)
+        )
+        return word if self.keep(word) else None
 
     def word_score(self, detection: float, reading: Reading) -> float:
         """P(the word is right) by the reader's calibration; without one, the geometric mean of
