@@ -15,10 +15,9 @@ Per frame, top to bottom (`run`, one frame at a time):
 3. Other frames: every followed word is moved by image motion (`pipeline/track/motion.py`,
    sparse optical flow), or marked lost when its points are; then the tracks are carried.
 
-Spotting and tracking are separate steps so a caller can spot elsewhere: the services send
-keyframes to a batched spotter and feed the answers back with `track_frame`, which follows
-motion and tracks exactly as here (they read every detected word; step 2's read policy needs
-the tracker beside the spotter).
+The runner needs two calls from its spotter, `detect` and `words` (pipeline.spotter.Spotter
+has them). The services give each stream a runner whose spotter is a thin bridge to the shared,
+batched model (services/engines.py), so a gRPC stream takes exactly this path.
 """
 
 from __future__ import annotations
@@ -31,6 +30,8 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from pipeline.batcher import same_size_groups
+from pipeline.model.postprocess import Detection
 from pipeline.track import TextTracker, TrackerConfig
 from pipeline.track.matching import polygon_iou
 from pipeline.track.motion import MotionFollower, needs_keyframe
@@ -40,9 +41,13 @@ from pipeline.types import FrameResult, TextInstance, TrackEvent, VideoFrame
 class SpotsImages(Protocol):
     """What the runner needs from a spotter (pipeline.spotter.Spotter satisfies it)."""
 
-    def spot(
+    def detect(
         self, images: Sequence[np.ndarray], prompt_embedding: np.ndarray | None = None
-    ) -> list[list[TextInstance]]: ...
+    ) -> list[list[Detection]]: ...
+
+    def words(
+        self, image: np.ndarray, detections: Sequence[Detection]
+    ) -> list[TextInstance | None]: ...
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,8 @@ class RunnerConfig:
     batch_size: keyframes per spotter call (a GPU). Larger batches delay results and turn
         the adaptive triggers and the read policy off.
     max_buffered: frames held while a batch fills, bounding memory when k is large.
+    min_keyframe_gap_s: keyframes at least this many seconds of pts apart (a stream's
+        `sampling.max_fps`); 0: no cap.
     """
 
     detect_every: int = 5
@@ -76,6 +83,7 @@ class RunnerConfig:
     max_reads: int = 4
     batch_size: int = 1
     max_buffered: int = 64
+    min_keyframe_gap_s: float = 0.0
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
 
     def __post_init__(self) -> None:
@@ -104,6 +112,7 @@ class VideoRunner:
         self.follower = MotionFollower() if self.config.follow_motion else None
         self._events: list[TrackEvent] = []
         self._last_key: int | None = None
+        self._last_key_pts: float | None = None
         self._want_key = False
         self._read_memory: dict[int, tuple[np.ndarray, int]] = {}  # track -> (patch, reads)
         self._rejected: list[tuple[np.ndarray, np.ndarray]] = []  # (polygon, patch) dropped
@@ -112,24 +121,28 @@ class VideoRunner:
         self.words_read = 0
         self.seconds = {"detect": 0.0, "read": 0.0, "motion": 0.0, "track": 0.0}
 
-    def is_keyframe(self, frame_index: int) -> bool:
+    def is_keyframe(self, frame_index: int, pts: float | None = None) -> bool:
         k = self.config.detect_every
         if not self.config.adaptive or self.config.batch_size > 1:
-            return frame_index % k == 0
-        return self._last_key is None or frame_index - self._last_key >= k or self._want_key
+            due = frame_index % k == 0
+        else:
+            due = self._last_key is None or frame_index - self._last_key >= k or self._want_key
+        return due and not self._too_soon(pts)
+
+    def _too_soon(self, pts: float | None) -> bool:
+        """Within `min_keyframe_gap_s` of the last keyframe's pts (small tolerance: 30 fps pts
+        are not exact multiples of 1/30 s)."""
+        gap = self.config.min_keyframe_gap_s
+        if not gap or pts is None or self._last_key_pts is None:
+            return False
+        return pts - self._last_key_pts < gap - 1e-6
 
     def spot_frames(self, frames: Sequence[VideoFrame]) -> list[list[TextInstance]]:
-        """Spot a batch of frames in one model call (every detected word read)."""
+        """Spot a batch of frames (every detected word read), same-size frames per call."""
         if self.spotter is None:
             raise RuntimeError("this runner has no spotter: spot elsewhere and call track_frame")
-        if not frames:
-            return []
         start = time.perf_counter()
-        images = [f.image for f in frames]
-        if self.prompt_embedding is None:
-            found = self.spotter.spot(images)
-        else:
-            found = self.spotter.spot(images, prompt_embedding=self.prompt_embedding)
+        found = spot_images(self.spotter, [f.image for f in frames], self.prompt_embedding)
         self.seconds["detect"] += time.perf_counter() - start
         return found
 
@@ -149,6 +162,7 @@ class VideoRunner:
             start = time.perf_counter()
             self.frames_spotted += 1
             self._last_key, self._want_key = frame.index, False
+            self._last_key_pts = frame.pts if frame.pts is not None else self._last_key_pts
             tracked, events = self.tracker.update(frame.index, frame.pts, list(instances))
             self._events.extend(events)
             if self.follower is not None and has_pixels(frame):
@@ -193,13 +207,11 @@ class VideoRunner:
     def step(self, frame: VideoFrame) -> FrameResult:
         """One frame with this runner's own spotter: spot it if it is a keyframe, else follow
         the tracks to it. Frames must come in order (`batch_size` 1)."""
-        if self.is_keyframe(frame.index):
+        if self.is_keyframe(frame.index, frame.pts):
             return self._track_keyframe(frame)
         return self.track_frame(frame, None)
 
     def _track_keyframe(self, frame: VideoFrame) -> FrameResult:
-        if not (hasattr(self.spotter, "detect") and hasattr(self.spotter, "read")):
-            return self.track_frame(frame, self.spot_frames([frame])[0])
         instances, read_patches = self._spot_keyframe(frame, self.config.read_changes_only)
         result = self.track_frame(frame, instances)
         for index, patch in read_patches.items():
@@ -235,17 +247,17 @@ class VideoRunner:
             owners, patches, skipped = [None] * len(found), [None] * len(found), set()
             to_read = list(range(len(found)))
         start = time.perf_counter()
-        readings = spotter.read(image, [found[i].polygon for i in to_read])  # type: ignore[union-attr]
+        words = spotter.words(image, [found[i] for i in to_read])  # type: ignore[union-attr]
         self.seconds["read"] += time.perf_counter() - start
         self.words_read += len(to_read)
-        read = dict(zip(to_read, readings, strict=True))
+        read = dict(zip(to_read, words, strict=True))
         instances, read_patches, rejected = [], {}, []
         for i, (detection, owner) in enumerate(zip(found, owners, strict=True)):
             if i in skipped:
                 rejected.append((detection.polygon, patches[i]))
                 continue
             if i in read:
-                instance = spotter.word(detection, read[i])  # type: ignore[union-attr]
+                instance = read[i]
                 if instance is None:
                     if changes_only:
                         rejected.append((detection.polygon, patches[i]))
@@ -288,14 +300,14 @@ class VideoRunner:
         keyframes = 0
         for frame in frames:
             pending.append(frame)
-            keyframes += self.is_keyframe(frame.index)
+            keyframes += self.is_keyframe(frame.index, frame.pts)
             if keyframes >= self.config.batch_size or len(pending) >= self.config.max_buffered:
                 yield from self._flush(pending)
                 pending, keyframes = [], 0
         yield from self._flush(pending)
 
     def _flush(self, frames: list[VideoFrame]) -> Iterator[FrameResult]:
-        keyframes = [f for f in frames if self.is_keyframe(f.index)]
+        keyframes = [f for f in frames if self.is_keyframe(f.index, f.pts)]
         spotted = dict(zip((f.index for f in keyframes), self.spot_frames(keyframes), strict=True))
         for frame in frames:
             yield self.track_frame(frame, spotted.get(frame.index))
@@ -325,6 +337,20 @@ def word_patch(image: np.ndarray, polygon: np.ndarray) -> np.ndarray:
     return grey / max(float(np.linalg.norm(grey)), 1e-3)
 
 
+def spot_images(
+    spotter: SpotsImages, images: Sequence[np.ndarray], prompt_embedding: Any = None
+) -> list[list[TextInstance]]:
+    """Detect and read images, one detector call per group of same-size images
+    (pipeline/batcher.py: padding would change a smaller image's words)."""
+    results: list[list[TextInstance]] = [[] for _ in images]
+    for indices in same_size_groups(images):
+        group = [images[i] for i in indices]
+        found = spotter.detect(group, prompt_embedding)
+        for i, image, detections in zip(indices, group, found, strict=True):
+            results[i] = [w for w in spotter.words(image, detections) if w is not None]
+    return results
+
+
 def run_images(
     spotter: SpotsImages,
     images: Iterable[tuple[str, np.ndarray]],
@@ -335,11 +361,7 @@ def run_images(
     batch: list[tuple[str, np.ndarray]] = []
 
     def flush() -> Iterator[FrameResult]:
-        arrays = [image for _, image in batch]
-        if prompt_embedding is None:
-            found = spotter.spot(arrays)
-        else:
-            found = spotter.spot(arrays, prompt_embedding=prompt_embedding)
+        found = spot_images(spotter, [image for _, image in batch], prompt_embedding)
         for (source, _), instances in zip(batch, found, strict=True):
             yield FrameResult(source, 0, None, tuple(instances))
 

@@ -3,6 +3,7 @@
     spotter = Spotter.load()                         # shipped weights, their default reader
     found = spotter.detect([rgb_a, rgb_b])           # list[list[Detection]]: polygons + scores
     readings = spotter.read(rgb_a, [d.polygon for d in found[0]])   # list[Reading]
+    words = spotter.words(rgb_a, found[0])            # read + score: TextInstance | None each
     per_image = spotter.spot([rgb_a, rgb_b])          # both: list[list[TextInstance]]
 
 `detect` runs the FastTCM-CR50 detector; `read` cuts each polygon out (`rectify_word`) and
@@ -185,12 +186,20 @@ class Spotter:
         self, images: Sequence[np.ndarray], prompt_embedding: np.ndarray | None = None
     ) -> list[list[TextInstance]]:
         """`detect`, then `read` each image's words, score them and keep the likely ones."""
+        found = self.detect(images, prompt_embedding)
         results = []
-        for image, found in zip(images, self.detect(images, prompt_embedding), strict=True):
-            readings = self.read(image, [d.polygon for d in found])
-            words = [self.word(d, r) for d, r in zip(found, readings, strict=True)]
-            results.append([w for w in words if w is not None])
+        for image, detections in zip(images, found, strict=True):
+            results.append([w for w in self.words(image, detections) if w is not None])
         return results
+
+    def words(
+        self, image: np.ndarray, detections: Sequence[Detection]
+    ) -> list[TextInstance | None]:
+        """Read the given detections of one image: one scored word per detection, None where
+        `word` drops it. The second step of `spot`; the video runner calls it for the words
+        that need reading, the services on whichever replica holds the model."""
+        readings = self.read(image, [d.polygon for d in detections])
+        return [self.word(d, r) for d, r in zip(detections, readings, strict=True)]
 
     def word(self, detection: Detection, reading: Reading) -> TextInstance | None:
         """A detection and its reading as the word `spot` reports, or None when it is dropped

@@ -15,7 +15,10 @@ Server errors surface as ClipSpotError with the server's message (INVALID_ARGUME
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,15 +28,16 @@ import grpc
 from pipeline.decode import remux_to_mpegts
 from pipeline.errors import ClipSpotError
 from pipeline.types import FrameResult, TextInstance, TrackEvent
-from services.convert import frame_result_from_proto, instance_from_proto, track_event_from_proto
+from services.grpc_edge import (
+    DROP_POLICY_TO_PROTO,
+    frame_result_from_proto,
+    instance_from_proto,
+    track_event_from_proto,
+)
 from services.rpc.clipspot.v1 import spotting_pb2 as pb
 from services.rpc.clipspot.v1 import spotting_pb2_grpc as pb_grpc
+from services.stream_types import DropPolicy
 
-_DROP = {
-    "none": pb.DROP_POLICY_NONE,
-    "drop_oldest": pb.DROP_POLICY_DROP_OLDEST,
-    "keep_latest": pb.DROP_POLICY_KEEP_LATEST,
-}
 _MAX_MESSAGE = 64 * 1024 * 1024
 
 
@@ -43,11 +47,13 @@ class StreamOptions:
 
     stream_id: str = ""
     prompt: str | None = None
-    detect_every: int = 1
+    detect_every: int = 0  # 0: the server's default (adaptive keyframes); 1: every frame
+    fixed_keyframes: bool = False
     max_fps: float = 0.0
-    drop_policy: str = "none"  # "none" | "drop_oldest" | "keep_latest"
+    drop_policy: DropPolicy = "none"
     max_queue: int = 0  # 0: the server's default
     chunk_bytes: int = 64 * 1024
+    retry_s: float = 60.0  # keep resuming this long after a cut (outlasts a model reload)
 
 
 class _Credits:
@@ -118,23 +124,64 @@ class SpotClient:
     def stream_video(
         self, path: str | Path, options: StreamOptions | None = None
     ) -> Iterator[FrameResult | TrackEvent]:
-        """Remux a video file to MPEG-TS (no re-encoding) and stream it."""
+        """Remux a video file to MPEG-TS (no re-encoding) and stream it; after a cut the file
+        is sent again from its first byte with the answered frames skipped (see the .proto)."""
         options = options or StreamOptions()
-        chunks = remux_to_mpegts(path, chunk_size=options.chunk_bytes)
         config = stream_config(options, pb.INPUT_KIND_MPEGTS, str(path))
-        payloads = (pb.StreamRequest(chunk=pb.Chunk(data=c)) for c in chunks)
-        yield from self.stream(config, payloads, lambda _frame: str(path))
+
+        def payloads(answered: int) -> tuple[pb.StreamConfig, Iterable[pb.StreamRequest]]:
+            chunks = remux_to_mpegts(path, chunk_size=options.chunk_bytes)
+            resumed = _copy(config, skip_frames=answered)
+            return resumed, (pb.StreamRequest(chunk=pb.Chunk(data=c)) for c in chunks)
+
+        yield from self.resumable(payloads, lambda _frame: str(path), options.retry_s)
 
     def stream_images(
         self, paths: Iterable[str | Path], options: StreamOptions | None = None
     ) -> Iterator[FrameResult | TrackEvent]:
         """Stream encoded images as consecutive frames (pts absent); each result's source is
-        its image's path."""
+        its image's path. After a cut, sending resumes at the first unanswered image."""
         options = options or StreamOptions()
         paths = [Path(p) for p in paths]
         config = stream_config(options, pb.INPUT_KIND_IMAGES, str(paths[0].parent) if paths else "")
-        payloads = (pb.StreamRequest(frame=pb.Frame(data=_read(p))) for p in paths)
-        yield from self.stream(config, payloads, lambda frame: str(paths[frame]))
+
+        def payloads(answered: int) -> tuple[pb.StreamConfig, Iterable[pb.StreamRequest]]:
+            resumed = _copy(config, resume_from=answered, first_frame=answered)
+            rest = (pb.StreamRequest(frame=pb.Frame(data=_read(p))) for p in paths[answered:])
+            return resumed, rest
+
+        yield from self.resumable(payloads, lambda frame: str(paths[frame]), options.retry_s)
+
+    def resumable(
+        self,
+        payloads: Callable[[int], tuple[pb.StreamConfig, Iterable[pb.StreamRequest]]],
+        source_of: Callable[[int], str],
+        retry_s: float = 60.0,
+    ) -> Iterator[FrameResult | TrackEvent]:
+        """A stream that survives cuts: `payloads(answered)` gives the config and messages to
+        send when frames 0..answered-1 are answered. On UNAVAILABLE (server restart, drain,
+        network drop) it reconnects with backoff for up to `retry_s` seconds since the last
+        progress; frames come exactly once, in order. Tracks open at a cut are ended here
+        with what was last seen, and the resumed stream's track ids start above them."""
+        answered, tracks = 0, _OpenTracks()
+        deadline = time.monotonic() + retry_s
+        for attempt in itertools.count():
+            config, messages = payloads(answered)
+            if answered:
+                config = _copy(config, first_track_id=tracks.next_id)
+            try:
+                for item in self.stream(config, messages, source_of):
+                    if isinstance(item, FrameResult):
+                        answered = item.frame + 1
+                        deadline = time.monotonic() + retry_s
+                    tracks.see(item)
+                    yield item
+                return
+            except ResumableError as err:
+                if time.monotonic() > deadline:
+                    raise ClipSpotError(f"{err} (gave up resuming after {retry_s:.0f} s)") from None
+                yield from tracks.end_all()
+                time.sleep(min(5.0, 0.25 * 2 ** min(attempt, 5)))
 
     def stream(
         self,
@@ -168,7 +215,11 @@ class SpotClient:
                 else:
                     yield response
         except grpc.RpcError as err:
-            raise sender.error or _as_error(self.target, err) from None
+            if sender.error is not None:
+                raise sender.error from None
+            if err.code() == grpc.StatusCode.UNAVAILABLE:
+                raise ResumableError(str(_as_error(self.target, err))) from None
+            raise _as_error(self.target, err) from None
         finally:
             credits.close()
             call.cancel()
@@ -214,10 +265,51 @@ def stream_config(options: StreamOptions, kind: int, default_id: str) -> pb.Stre
         stream_id=options.stream_id or default_id,
         input_kind=kind,
         prompt=options.prompt or "",
-        sampling=pb.Sampling(detect_every=options.detect_every, max_fps=options.max_fps),
-        drop_policy=_DROP[options.drop_policy],
+        sampling=pb.Sampling(detect_every=options.detect_every, max_fps=options.max_fps,
+                             fixed_keyframes=options.fixed_keyframes),
+        drop_policy=DROP_POLICY_TO_PROTO[options.drop_policy],
         max_queue=options.max_queue,
     )
+
+
+class ResumableError(ClipSpotError):
+    """The call ended with UNAVAILABLE: the server went away or is draining; resume."""
+
+
+class _OpenTracks:
+    """Tracks started and not ended, so a cut can end them and a resume can number above."""
+
+    def __init__(self) -> None:
+        self.open: dict[int, TrackEvent] = {}
+        self.last_pts: dict[int, float | None] = {}
+        self.next_id = 1
+
+    def see(self, item: FrameResult | TrackEvent) -> None:
+        if isinstance(item, FrameResult):
+            for instance in item.instances:
+                if instance.track_id in self.open:
+                    self.last_pts[instance.track_id] = item.pts
+            return
+        self.next_id = max(self.next_id, item.track_id + 1)
+        if item.kind == "ended":
+            self.open.pop(item.track_id, None)
+        else:
+            self.open[item.track_id] = item
+
+    def end_all(self) -> Iterator[TrackEvent]:
+        """The `ended` event of every open track, from what the client last saw of it."""
+        for track_id, last in sorted(self.open.items()):
+            last_pts = self.last_pts.get(track_id, last.last_pts)
+            yield dataclasses.replace(last, kind="ended", last_pts=last_pts)
+        self.open.clear()
+
+
+def _copy(config: pb.StreamConfig, **fields: int) -> pb.StreamConfig:
+    copy = pb.StreamConfig()
+    copy.CopyFrom(config)
+    for name, value in fields.items():
+        setattr(copy, name, value)
+    return copy
 
 
 def _read(path: Path) -> bytes:

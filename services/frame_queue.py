@@ -1,16 +1,15 @@
-"""The per-stream queue between decoding and spotting: order kept, drop policy applied.
+"""The per-stream queue between decoding and the stream's runner: order kept, drop policy applied.
 
 Every decoded frame enters the queue and leaves it in order, so every frame gets exactly one
-result. Only frames that still need the spotter count towards the bound (`max_waiting`); when the
-client sends faster than the server spots:
+result. Frames that still hold their pixels count towards the bound (`max_waiting`); when the
+client sends faster than the server keeps up:
 
-- "none": `wait_for_room()` blocks the reader, so no credit is granted and the client stops.
+- "none": `wait_for_room()` blocks the decoder, so no credit is granted and the client stops.
 - "drop_oldest": the oldest waiting frame is marked dropped (its pixels are released at once);
   it still leaves the queue in its place and is answered with the tracks carried, flagged dropped.
-- "keep_latest": the same with a bound of one: only the newest frame waits for the spotter.
+- "keep_latest": the same with a bound of one: only the newest frame waits with its pixels.
 
-A frame that sampling skips (detect-every-k, max fps) never waits for the spotter, so it does not
-count either. Transport-independent: asyncio only, no gRPC.
+Transport-independent: asyncio only, no gRPC.
 """
 
 from __future__ import annotations
@@ -22,38 +21,36 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.types import VideoFrame
+from services.stream_types import DROP_POLICIES, DropPolicy
 
 # Stands in for a dropped frame's pixels, so they are freed while the frame waits its turn.
 _NO_IMAGE = np.zeros((0, 0, 3), dtype=np.uint8)
 
-DROP_POLICIES = ("none", "drop_oldest", "keep_latest")
-
 
 @dataclass
 class QueuedFrame:
-    """A decoded frame on its way to the spotter.
+    """A decoded frame on its way to the runner.
 
-    seq: the request message that completed the frame. spot: whether the detector runs on it
-    (sampling). dropped: the drop policy skipped it; then `frame.image` is no longer needed.
+    seq: the request message that completed the frame. dropped: the drop policy skipped it;
+    then `frame.image` is released and the runner carries the tracks to it.
     """
 
     seq: int
     frame: VideoFrame
-    spot: bool
     dropped: bool = False
 
 
 class FrameQueue:
-    """An ordered queue with a bound on frames waiting for the spotter."""
+    """An ordered queue with a bound on frames waiting with their pixels."""
 
-    def __init__(self, policy: str, max_waiting: int) -> None:
+    def __init__(self, policy: DropPolicy, max_waiting: int) -> None:
         if policy not in DROP_POLICIES:
             raise ValueError(f"unknown drop policy {policy!r}")
         self.policy = policy
         self.max_waiting = 1 if policy == "keep_latest" else max(1, max_waiting)
         self.dropped_count = 0
         self._items: deque[QueuedFrame] = deque()
-        self._waiting = 0  # items with spot and not dropped
+        self._waiting = 0  # items not dropped
         self._closed = False
         self._changed = asyncio.Condition()
 
@@ -65,7 +62,7 @@ class FrameQueue:
         return len(self._items)
 
     async def wait_for_room(self) -> None:
-        """Policy "none": return once another frame may wait for the spotter."""
+        """Policy "none": return once another frame may wait."""
         if self.policy != "none":
             return
         async with self._changed:
@@ -76,7 +73,7 @@ class FrameQueue:
             if self._closed:
                 raise RuntimeError("put on a closed FrameQueue")
             self._items.append(item)
-            if item.spot and not item.dropped:
+            if not item.dropped:
                 self._waiting += 1
                 if self.policy != "none":
                     self._drop_overflow()
@@ -87,7 +84,7 @@ class FrameQueue:
         for queued in self._items:
             if self._waiting <= self.max_waiting:
                 return
-            if queued.spot and not queued.dropped:
+            if not queued.dropped:
                 queued.dropped = True
                 queued.frame = VideoFrame(queued.frame.index, queued.frame.pts, _NO_IMAGE)
                 self._waiting -= 1
@@ -105,7 +102,7 @@ class FrameQueue:
             if not self._items:
                 return None
             item = self._items.popleft()
-            if item.spot and not item.dropped:
+            if not item.dropped:
                 self._waiting -= 1
             self._changed.notify_all()
             return item

@@ -4,41 +4,30 @@
     clipspot serve --ray                         # starts Ray + Serve here, gRPC on port 9000
 
 Serve's own gRPC proxy is the front (port 9000, every node): each StreamSpot call lands on one
-`StreamIngress` replica and stays there for its whole life. The ingress runs the same stream
-state machine as the embedded server (services/stream_driver.py, via services/ray_stream.py)
-and calls three deployments (services/ray_deployments.py):
+`StreamIngress` replica and stays there for its whole life, so that replica holds the stream's
+state (decoder, queue, runner, tracker) exactly as the embedded server does, through the same
+service core (services/servicer.py). Only the model is remote:
 
-    client ⇄ Serve gRPC proxy ⇄ StreamIngress ─┬─ FrameDecoder     (per-stream decoder, sticky)
-                                               ├─ TextSpotter      (@serve.batch across streams)
-                                               └─ TrackAggregator  (per-stream tracker, sticky)
+    client ⇄ Serve gRPC proxy ⇄ StreamIngress (stream state) ⇄ TextSpotter (stateless, batched,
+                                                                autoscaled; services/ray_spotter.py)
 
-Replicas read CLIPSPOT_WEIGHTS, CLIPSPOT_DEVICE, CLIPSPOT_REDIS_URL, CLIPSPOT_TORCH_THREADS from
-their environment (runtime_env in the Serve config, or set by `build_app` arguments).
-docs/ray.md explains the choices (front, state pinning, batching, autoscaling, cache keys).
+docs/ray.md explains the choices (front, state with the call, batching, autoscaling, cache keys).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import signal
 import threading
 
-import grpc
 from grpc_health.v1 import health_pb2
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from pipeline.errors import ClipSpotError
 from pipeline.model.word_reader import check_reader_name
-from services.convert import instance_to_proto
-from services.grpc_server import MODEL_METADATA_KEY
-from services.ray_deployments import FrameDecoder, StreamStateLost, TextSpotter, TrackAggregator
-from services.ray_stream import RaySpotEngine, run_ray_stream
-from services.rpc.clipspot.v1 import spotting_pb2 as pb
-from services.session import SessionLimits, StreamError
-from services.stream_driver import StreamDrained
+from services.ray_spotter import RayEngine, TextSpotter
+from services.servicer import RpcFailure, SpottingService
 
 log = logging.getLogger("clipspot.ray")
 
@@ -60,88 +49,57 @@ ENV_KEYS = {  # build_app argument -> environment variable the replicas read
 @serve.deployment(
     name="StreamIngress",
     max_ongoing_requests=64,  # a bidi stream is ONE ongoing request for its whole life
-    ray_actor_options={"num_cpus": 0.25},
+    ray_actor_options={"num_cpus": 0.5},  # decoding, motion following, tracking
     graceful_shutdown_timeout_s=30,
 )
 class StreamIngress:
-    """The gRPC ingress: owns each bidi stream and drives it through the other deployments."""
+    """Serve's face of the service core: owns each bidi stream and its state."""
 
-    def __init__(
-        self,
-        decoder: DeploymentHandle,
-        spotter: DeploymentHandle,
-        aggregator: DeploymentHandle,
-    ) -> None:
-        self.decoder = decoder
-        self.spotter = spotter
-        self.aggregator = aggregator
-        self.engine = RaySpotEngine(spotter)
-        self.limits = SessionLimits()
-        self.draining = asyncio.Event()
-        self.model_checksum: str | None = None
+    def __init__(self, spotter: DeploymentHandle) -> None:
+        self.service = SpottingService(RayEngine(spotter))
 
     async def StreamSpot(self, request_stream, grpc_context):
         # Serve's gRPC context has no initial metadata: the model checksum goes as trailing.
-        grpc_context.set_trailing_metadata([(MODEL_METADATA_KEY, await self._checksum())])
+        grpc_context.set_trailing_metadata(await self.service.model_metadata())
         try:
-            async for response in run_ray_stream(
-                request_stream, self.engine, self.decoder, self.aggregator, self.limits,
-                self.draining,
-            ):
+            async for response in self.service.stream_spot(request_stream):
                 yield response
-        except StreamError as err:
-            log.warning("%s", err)
-            _fail(grpc_context, grpc.StatusCode.INVALID_ARGUMENT, str(err))
-        except StreamDrained as err:
-            _fail(grpc_context, grpc.StatusCode.UNAVAILABLE, str(err))
-        except StreamStateLost as err:
-            _fail(grpc_context, grpc.StatusCode.UNAVAILABLE,
-                  f"per-stream state lost ({err}); reconnect and resume")
+        except RpcFailure as failure:
+            _fail(grpc_context, failure)
 
     async def SpotImage(self, request, grpc_context):
-        from services.session import decode_spot_image
-
-        grpc_context.set_trailing_metadata([(MODEL_METADATA_KEY, await self._checksum())])
+        grpc_context.set_trailing_metadata(await self.service.model_metadata())
         try:
-            image = await asyncio.to_thread(decode_spot_image, request, self.limits)
-        except ClipSpotError as err:
-            _fail(grpc_context, grpc.StatusCode.INVALID_ARGUMENT, str(err))
-        prompt = await self.engine.prompt_embedding(request.prompt or None)
-        instances = await self.engine.spot(image, prompt)
-        height, width = image.shape[:2]
-        return pb.SpotImageResponse(
-            instances=[instance_to_proto(i) for i in instances], width=width, height=height
-        )
-
-    async def _checksum(self) -> str:
-        if self.model_checksum is None:
-            self.model_checksum = await self.spotter.model_checksum.remote()
-        return self.model_checksum
+            return await self.service.spot_image(request)
+        except RpcFailure as failure:
+            _fail(grpc_context, failure)
 
     async def Check(self, request):  # grpc.health.v1, for kubelet gRPC probes
-        return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
+        return health_pb2.HealthCheckResponse(status=self.service.health_status())
+
+    async def engine_retries(self) -> int:
+        """Spotter calls repeated on another replica (tests; logs say which)."""
+        return self.service.engine.retries  # type: ignore[attr-defined]
 
 
 class StatusSet(Exception):
     """Raised after setting a status on the context: Serve's proxy then sends that status."""
 
 
-def _fail(grpc_context, code: grpc.StatusCode, message: str) -> None:  # type: ignore[no-untyped-def]
+def _fail(grpc_context, failure: RpcFailure) -> None:  # type: ignore[no-untyped-def]
     # Serve 2.60 sends a code set on the context only when the method raises (for streams;
     # otherwise the stream ends OK); the details set here replace the exception's text.
-    grpc_context.set_code(code)
-    grpc_context.set_details(message)
-    raise StatusSet(message)
+    grpc_context.set_code(failure.code)
+    grpc_context.set_details(failure.message)
+    raise StatusSet(failure.message)
 
 
 def build_app(args: dict) -> serve.Application:
     """Application builder (`serve run services.ray_app:build_app weights=... num_gpus=0.5`).
 
     Keys (all optional): weights, device, reader, redis_url, torch_threads (passed to replicas as
-    CLIPSPOT_* env vars), spotter_replicas, decoder_replicas, aggregator_replicas,
-    ingress_replicas, num_gpus, spotter_cpus, max_batch_size, batch_wait_timeout_s,
-    replica_cpus (CPUs for ingress/decoder/aggregator replicas; 0 packs test clusters),
-    graceful_shutdown_timeout_s.
+    CLIPSPOT_* env vars), spotter_replicas, ingress_replicas, num_gpus, spotter_cpus,
+    max_batch_size, ingress_cpus (0 packs test clusters), graceful_shutdown_timeout_s.
     """
     check_reader_name(args.get("reader"))  # an unknown reader fails here, not in a replica
     env = {var: str(args[key]) for key, var in ENV_KEYS.items() if args.get(key) is not None}
@@ -149,36 +107,28 @@ def build_app(args: dict) -> serve.Application:
     common: dict = {}
     if "graceful_shutdown_timeout_s" in args:
         common["graceful_shutdown_timeout_s"] = float(args["graceful_shutdown_timeout_s"])
-    small = {} if "replica_cpus" not in args else {"num_cpus": float(args["replica_cpus"])}
-
-    def light(deployment, replicas_key: str):  # type: ignore[no-untyped-def]
-        options = dict(common, num_replicas=int(args.get(replicas_key, 1)))
-        if small or runtime_env:
-            options["ray_actor_options"] = {**deployment.ray_actor_options, **small,
-                                            "runtime_env": runtime_env}
-        return deployment.options(**options)
-
+    ingress_actor = {**StreamIngress.ray_actor_options, "runtime_env": runtime_env}
+    if "ingress_cpus" in args:
+        ingress_actor["num_cpus"] = float(args["ingress_cpus"])
     spotter_actor = {**TextSpotter.ray_actor_options, "runtime_env": runtime_env}
     if "num_gpus" in args:
         spotter_actor["num_gpus"] = float(args["num_gpus"])  # fractions pack replicas on a GPU
     if "spotter_cpus" in args:
         spotter_actor["num_cpus"] = float(args["spotter_cpus"])
-    batch = {
-        "max_batch_size": int(args.get("max_batch_size", 8)),
-        "batch_wait_timeout_s": float(args.get("batch_wait_timeout_s", 0.01)),
-    }
+    max_batch = int(args.get("max_batch_size", 8))
     spotter = TextSpotter.options(
         num_replicas=int(args.get("spotter_replicas", 1)),
         ray_actor_options=spotter_actor,
-        user_config=batch,
-        max_ongoing_requests=max(32, 4 * batch["max_batch_size"]),
+        user_config={"max_batch_size": max_batch},
+        max_ongoing_requests=max(32, 4 * max_batch),
         **common,
     )
-    return light(StreamIngress, "ingress_replicas").bind(
-        light(FrameDecoder, "decoder_replicas").bind(),
-        spotter.bind(),
-        light(TrackAggregator, "aggregator_replicas").bind(),
+    ingress = StreamIngress.options(
+        num_replicas=int(args.get("ingress_replicas", 1)),
+        ray_actor_options=ingress_actor,
+        **common,
     )
+    return ingress.bind(spotter.bind())
 
 
 app = build_app({})

@@ -17,11 +17,12 @@ import av
 
 from pipeline.data.synth_video import VideoConfig, write_video
 from pipeline.data.video_gt import VideoGroundTruth
+from pipeline.runner import RunnerConfig
 from pipeline.spotter import Spotter
-from services.grpc_server import EmbeddedServer, ServerConfig
-from services.local_engine import LocalEngine
+from services.embedded_server import EmbeddedServer, ServerConfig
+from services.engines import LocalEngine
 from services.rpc.clipspot.v1 import spotting_pb2 as pb
-from services.session import SessionLimits
+from services.stream_types import SessionLimits
 
 # Small frames and a small model input keep the CPU cost of each test down on 2 shared cores.
 MAX_SIDE = 320
@@ -51,11 +52,16 @@ class BackgroundServer:
     """An EmbeddedServer on a free loopback port, served from a background thread."""
 
     def __init__(
-        self, spotter: Spotter, limits: SessionLimits | None = None, max_batch: int = 4
+        self,
+        spotter: Spotter,
+        limits: SessionLimits | None = None,
+        max_batch: int = 4,
+        runner: RunnerConfig | None = None,
+        drain_grace_s: float = 20.0,
     ) -> None:
         self.engine = LocalEngine(spotter, max_batch=max_batch)
-        config = ServerConfig(port=0, host="127.0.0.1", drain_grace_s=20.0,
-                              limits=limits or SessionLimits())
+        config = ServerConfig(port=0, host="127.0.0.1", drain_grace_s=drain_grace_s,
+                              limits=limits or SessionLimits(), runner=runner or RunnerConfig())
         self._config = config
         self.server: EmbeddedServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -50,6 +50,7 @@ class TrackerConfig:
     confirm_hits: spotted frames a track must be seen on before it is reported.
     confirm_score: a sighting scored at least this confirms its track at once (scores are
         calibrated probabilities of being right, see docs/reader.md).
+    first_id: the first track id; a resumed stream starts above the ids its client has seen.
     """
 
     min_iou: float = 0.1
@@ -59,6 +60,7 @@ class TrackerConfig:
     max_candidates: int = 32
     confirm_hits: int = 2
     confirm_score: float = 0.7  # chosen on the tune camera clips (docs/video.md)
+    first_id: int = 1
 
 
 @dataclass
@@ -99,7 +101,7 @@ class TextTracker:
     def __init__(self, config: TrackerConfig | None = None) -> None:
         self.config = config or TrackerConfig()
         self._tracks: list[_Track] = []
-        self._next_id = 1
+        self._next_id = self.config.first_id
         self._reported = 0
         self.last_track_ids: list[int] = []
 

@@ -7,6 +7,8 @@
 Embedded mode loads the spotter once, pins torch/OpenMP/OpenCV threads, and serves
 TextSpotting, grpc.health.v1 and reflection until SIGTERM or Ctrl-C, then drains: open streams
 get their in-flight frames answered and their track-end events before the process exits.
+Streams that do not say otherwise (`Sampling.detect_every` 0) get the server's keyframe mode:
+adaptive, at most `--detect-every` frames apart (default 5), or `--every-frame`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import asyncio
 import logging
 import os
 
-from services.grpc_server import DEFAULT_PORT
+from pipeline.errors import ClipSpotError
+from services.embedded_server import DEFAULT_PORT
 
 RAY_DEFAULT_PORT = 9000  # Ray Serve's gRPC convention
 
@@ -45,6 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="frames from concurrent streams spotted in one call (default 4)")
     parser.add_argument("--drain-grace", type=float, default=30.0,
                         help="seconds open streams get to finish on SIGTERM (default 30)")
+    parser.add_argument("--detect-every", type=int, default=5, metavar="K",
+                        help="streams' default: at most K frames between keyframes, adaptive "
+                             "(default 5)")
+    parser.add_argument("--every-frame", action="store_true",
+                        help="streams' default: detect and read every frame (slow, the "
+                             "reference)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,8 +76,8 @@ async def _serve_embedded(args: argparse.Namespace) -> int:
 
     threads = pin_threads(args.threads)
     from pipeline.spotter import Spotter
-    from services.grpc_server import EmbeddedServer, ServerConfig
-    from services.local_engine import LocalEngine
+    from services.embedded_server import EmbeddedServer, ServerConfig
+    from services.engines import LocalEngine
     from services.prompt_cache import make_prompt_cache
 
     spotter = await asyncio.to_thread(
@@ -77,7 +86,13 @@ async def _serve_embedded(args: argparse.Namespace) -> int:
     )
     cache = make_prompt_cache(args.redis_url, spotter.embed_dim)
     engine = LocalEngine(spotter, cache, max_batch=args.max_batch)
-    config = ServerConfig(port=args.port, host=args.host, drain_grace_s=args.drain_grace)
+    from pipeline.runner import EVERY_FRAME, RunnerConfig
+
+    if args.detect_every < 1:
+        raise ClipSpotError(f"serve: --detect-every must be >= 1, got {args.detect_every}")
+    runner = EVERY_FRAME if args.every_frame else RunnerConfig(detect_every=args.detect_every)
+    config = ServerConfig(port=args.port, host=args.host, drain_grace_s=args.drain_grace,
+                          runner=runner)
     server = EmbeddedServer(engine, config)
     port = await server.start()
     server.install_signal_handlers()

@@ -48,8 +48,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write track events (JSON Lines) to this file")
     parser.add_argument("--render", default=None,
                         help="also write an annotated copy of the input here")
-    parser.add_argument("--detect-every", type=int, default=1, metavar="K",
-                        help="run the detector on every K-th frame, track in between")
+    parser.add_argument("--detect-every", type=int, default=0, metavar="K",
+                        help="at most K frames between keyframes (default: the server's, "
+                             "adaptive k=5); words are followed by motion in between")
+    parser.add_argument("--every-frame", action="store_true",
+                        help="detect and read every frame (slow; same as --detect-every 1)")
+    parser.add_argument("--retry", type=float, default=60.0, metavar="SECONDS",
+                        help="after a cut (server restart, network drop), resume for this "
+                             "long (default 60; 0: do not resume)")
     parser.add_argument("--max-fps", type=float, default=0.0,
                         help="spot at most this many frames per second of video (0: all)")
     parser.add_argument("--prompt", default=None, help="custom text prompt for the detector")
@@ -64,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from services.client import SpotClient, StreamOptions  # gRPC only for this command
 
-    if args.detect_every < 1:
+    if args.detect_every < 0:
         raise ClipSpotError(f"--detect-every must be >= 1, got {args.detect_every}")
     if is_url(args.input):
         raise ClipSpotError(f"{args.input}: stream URLs are read by `clipspot spot URL`; "
@@ -73,9 +79,10 @@ def run(args: argparse.Namespace) -> int:
     options = StreamOptions(
         stream_id=args.stream_id or Path(args.input).name,
         prompt=args.prompt,
-        detect_every=args.detect_every,
+        detect_every=1 if args.every_frame else args.detect_every,
         max_fps=args.max_fps,
         drop_policy=args.drop_policy,
+        retry_s=args.retry,
     )
     with ExitStack() as stack:
         out = _open(stack, args.out) or sys.stdout

@@ -24,47 +24,47 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'services/rpc/clipspot/v1/spotting.proto\x12\x0b\x63lipspot.v1\"\x91\x01\n\rStreamRequest\x12+\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x19.clipspot.v1.StreamConfigH\x00\x12#\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x12.clipspot.v1.ChunkH\x00\x12#\n\x05\x66rame\x18\x03 \x01(\x0b\x32\x12.clipspot.v1.FrameH\x00\x42\t\n\x07message\")\n\x08RawShape\x12\r\n\x05width\x18\x01 \x01(\r\x12\x0e\n\x06height\x18\x02 \x01(\r\"1\n\x08Sampling\x12\x14\n\x0c\x64\x65tect_every\x18\x01 \x01(\r\x12\x0f\n\x07max_fps\x18\x02 \x01(\x01\"\x9b\x02\n\x0cStreamConfig\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12*\n\ninput_kind\x18\x02 \x01(\x0e\x32\x16.clipspot.v1.InputKind\x12(\n\traw_shape\x18\x03 \x01(\x0b\x32\x15.clipspot.v1.RawShape\x12\x0e\n\x06prompt\x18\x04 \x01(\t\x12\'\n\x08sampling\x18\x05 \x01(\x0b\x32\x15.clipspot.v1.Sampling\x12,\n\x0b\x64rop_policy\x18\x06 \x01(\x0e\x32\x17.clipspot.v1.DropPolicy\x12\x11\n\tmax_queue\x18\x07 \x01(\r\x12\x13\n\x0bresume_from\x18\x08 \x01(\x04\x12\x13\n\x0b\x66irst_frame\x18\t \x01(\x04\"\"\n\x05\x43hunk\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"<\n\x05\x46rame\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x10\n\x03pts\x18\x03 \x01(\x01H\x00\x88\x01\x01\x42\x06\n\x04_pts\"\x9a\x01\n\x0eStreamResponse\x12*\n\x06result\x18\x01 \x01(\x0b\x32\x18.clipspot.v1.FrameResultH\x00\x12(\n\x05track\x18\x02 \x01(\x0b\x32\x17.clipspot.v1.TrackEventH\x00\x12\'\n\x07\x63redits\x18\x03 \x01(\x0b\x32\x14.clipspot.v1.CreditsH\x00\x42\t\n\x07message\"D\n\x07\x43redits\x12\r\n\x05grant\x18\x01 \x01(\r\x12\x19\n\x0c\x63onsumed_seq\x18\x02 \x01(\x04H\x00\x88\x01\x01\x42\x0f\n\r_consumed_seq\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\"t\n\x0cTextInstance\x12#\n\x07polygon\x18\x01 \x03(\x0b\x32\x12.clipspot.v1.Point\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x01\x12\x15\n\x08track_id\x18\x04 \x01(\x03H\x00\x88\x01\x01\x42\x0b\n\t_track_id\"\x82\x01\n\x0b\x46rameResult\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\r\n\x05\x66rame\x18\x02 \x01(\x04\x12\x10\n\x03pts\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12,\n\tinstances\x18\x04 \x03(\x0b\x32\x19.clipspot.v1.TextInstance\x12\x0f\n\x07\x64ropped\x18\x05 \x01(\x08\x42\x06\n\x04_pts\"\xd5\x01\n\nTrackEvent\x12)\n\x04kind\x18\x01 \x01(\x0e\x32\x1b.clipspot.v1.TrackEventKind\x12\x10\n\x08track_id\x18\x02 \x01(\x03\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\r\n\x05score\x18\x04 \x01(\x01\x12\x16\n\tfirst_pts\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x15\n\x08last_pts\x18\x06 \x01(\x01H\x01\x88\x01\x01\x12#\n\x07polygon\x18\x07 \x03(\x0b\x32\x12.clipspot.v1.PointB\x0c\n\n_first_ptsB\x0b\n\t_last_pts\"1\n\x10SpotImageRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x0e\n\x06prompt\x18\x02 \x01(\t\"`\n\x11SpotImageResponse\x12,\n\tinstances\x18\x01 \x03(\x0b\x32\x19.clipspot.v1.TextInstance\x12\r\n\x05width\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r*\x82\x01\n\tInputKind\x12\x1a\n\x16INPUT_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11INPUT_KIND_MPEGTS\x10\x01\x12\x13\n\x0fINPUT_KIND_FMP4\x10\x02\x12\x15\n\x11INPUT_KIND_IMAGES\x10\x03\x12\x16\n\x12INPUT_KIND_RAW_RGB\x10\x04*y\n\nDropPolicy\x12\x1b\n\x17\x44ROP_POLICY_UNSPECIFIED\x10\x00\x12\x14\n\x10\x44ROP_POLICY_NONE\x10\x01\x12\x1b\n\x17\x44ROP_POLICY_DROP_OLDEST\x10\x02\x12\x1b\n\x17\x44ROP_POLICY_KEEP_LATEST\x10\x03*\x8a\x01\n\x0eTrackEventKind\x12 \n\x1cTRACK_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18TRACK_EVENT_KIND_STARTED\x10\x01\x12\x1c\n\x18TRACK_EVENT_KIND_UPDATED\x10\x02\x12\x1a\n\x16TRACK_EVENT_KIND_ENDED\x10\x03\x32\xa5\x01\n\x0cTextSpotting\x12I\n\nStreamSpot\x12\x1a.clipspot.v1.StreamRequest\x1a\x1b.clipspot.v1.StreamResponse(\x01\x30\x01\x12J\n\tSpotImage\x12\x1d.clipspot.v1.SpotImageRequest\x1a\x1e.clipspot.v1.SpotImageResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'services/rpc/clipspot/v1/spotting.proto\x12\x0b\x63lipspot.v1\"\x91\x01\n\rStreamRequest\x12+\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x19.clipspot.v1.StreamConfigH\x00\x12#\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x12.clipspot.v1.ChunkH\x00\x12#\n\x05\x66rame\x18\x03 \x01(\x0b\x32\x12.clipspot.v1.FrameH\x00\x42\t\n\x07message\")\n\x08RawShape\x12\r\n\x05width\x18\x01 \x01(\r\x12\x0e\n\x06height\x18\x02 \x01(\r\"J\n\x08Sampling\x12\x14\n\x0c\x64\x65tect_every\x18\x01 \x01(\r\x12\x0f\n\x07max_fps\x18\x02 \x01(\x01\x12\x17\n\x0f\x66ixed_keyframes\x18\x03 \x01(\x08\"\xc8\x02\n\x0cStreamConfig\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12*\n\ninput_kind\x18\x02 \x01(\x0e\x32\x16.clipspot.v1.InputKind\x12(\n\traw_shape\x18\x03 \x01(\x0b\x32\x15.clipspot.v1.RawShape\x12\x0e\n\x06prompt\x18\x04 \x01(\t\x12\'\n\x08sampling\x18\x05 \x01(\x0b\x32\x15.clipspot.v1.Sampling\x12,\n\x0b\x64rop_policy\x18\x06 \x01(\x0e\x32\x17.clipspot.v1.DropPolicy\x12\x11\n\tmax_queue\x18\x07 \x01(\r\x12\x13\n\x0bresume_from\x18\x08 \x01(\x04\x12\x13\n\x0b\x66irst_frame\x18\t \x01(\x04\x12\x13\n\x0bskip_frames\x18\n \x01(\x04\x12\x16\n\x0e\x66irst_track_id\x18\x0b \x01(\x04\"\"\n\x05\x43hunk\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"<\n\x05\x46rame\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x10\n\x03pts\x18\x03 \x01(\x01H\x00\x88\x01\x01\x42\x06\n\x04_pts\"\x9a\x01\n\x0eStreamResponse\x12*\n\x06result\x18\x01 \x01(\x0b\x32\x18.clipspot.v1.FrameResultH\x00\x12(\n\x05track\x18\x02 \x01(\x0b\x32\x17.clipspot.v1.TrackEventH\x00\x12\'\n\x07\x63redits\x18\x03 \x01(\x0b\x32\x14.clipspot.v1.CreditsH\x00\x42\t\n\x07message\"D\n\x07\x43redits\x12\r\n\x05grant\x18\x01 \x01(\r\x12\x19\n\x0c\x63onsumed_seq\x18\x02 \x01(\x04H\x00\x88\x01\x01\x42\x0f\n\r_consumed_seq\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\"t\n\x0cTextInstance\x12#\n\x07polygon\x18\x01 \x03(\x0b\x32\x12.clipspot.v1.Point\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x01\x12\x15\n\x08track_id\x18\x04 \x01(\x03H\x00\x88\x01\x01\x42\x0b\n\t_track_id\"\x82\x01\n\x0b\x46rameResult\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\r\n\x05\x66rame\x18\x02 \x01(\x04\x12\x10\n\x03pts\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12,\n\tinstances\x18\x04 \x03(\x0b\x32\x19.clipspot.v1.TextInstance\x12\x0f\n\x07\x64ropped\x18\x05 \x01(\x08\x42\x06\n\x04_pts\"\xd5\x01\n\nTrackEvent\x12)\n\x04kind\x18\x01 \x01(\x0e\x32\x1b.clipspot.v1.TrackEventKind\x12\x10\n\x08track_id\x18\x02 \x01(\x03\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\r\n\x05score\x18\x04 \x01(\x01\x12\x16\n\tfirst_pts\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x15\n\x08last_pts\x18\x06 \x01(\x01H\x01\x88\x01\x01\x12#\n\x07polygon\x18\x07 \x03(\x0b\x32\x12.clipspot.v1.PointB\x0c\n\n_first_ptsB\x0b\n\t_last_pts\"1\n\x10SpotImageRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x0e\n\x06prompt\x18\x02 \x01(\t\"`\n\x11SpotImageResponse\x12,\n\tinstances\x18\x01 \x03(\x0b\x32\x19.clipspot.v1.TextInstance\x12\r\n\x05width\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r*\x82\x01\n\tInputKind\x12\x1a\n\x16INPUT_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11INPUT_KIND_MPEGTS\x10\x01\x12\x13\n\x0fINPUT_KIND_FMP4\x10\x02\x12\x15\n\x11INPUT_KIND_IMAGES\x10\x03\x12\x16\n\x12INPUT_KIND_RAW_RGB\x10\x04*y\n\nDropPolicy\x12\x1b\n\x17\x44ROP_POLICY_UNSPECIFIED\x10\x00\x12\x14\n\x10\x44ROP_POLICY_NONE\x10\x01\x12\x1b\n\x17\x44ROP_POLICY_DROP_OLDEST\x10\x02\x12\x1b\n\x17\x44ROP_POLICY_KEEP_LATEST\x10\x03*\x8a\x01\n\x0eTrackEventKind\x12 \n\x1cTRACK_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18TRACK_EVENT_KIND_STARTED\x10\x01\x12\x1c\n\x18TRACK_EVENT_KIND_UPDATED\x10\x02\x12\x1a\n\x16TRACK_EVENT_KIND_ENDED\x10\x03\x32\xa5\x01\n\x0cTextSpotting\x12I\n\nStreamSpot\x12\x1a.clipspot.v1.StreamRequest\x1a\x1b.clipspot.v1.StreamResponse(\x01\x30\x01\x12J\n\tSpotImage\x12\x1d.clipspot.v1.SpotImageRequest\x1a\x1e.clipspot.v1.SpotImageResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'services.rpc.clipspot.v1.spotting_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_INPUTKIND']._serialized_start=1557
-  _globals['_INPUTKIND']._serialized_end=1687
-  _globals['_DROPPOLICY']._serialized_start=1689
-  _globals['_DROPPOLICY']._serialized_end=1810
-  _globals['_TRACKEVENTKIND']._serialized_start=1813
-  _globals['_TRACKEVENTKIND']._serialized_end=1951
+  _globals['_INPUTKIND']._serialized_start=1627
+  _globals['_INPUTKIND']._serialized_end=1757
+  _globals['_DROPPOLICY']._serialized_start=1759
+  _globals['_DROPPOLICY']._serialized_end=1880
+  _globals['_TRACKEVENTKIND']._serialized_start=1883
+  _globals['_TRACKEVENTKIND']._serialized_end=2021
   _globals['_STREAMREQUEST']._serialized_start=57
   _globals['_STREAMREQUEST']._serialized_end=202
   _globals['_RAWSHAPE']._serialized_start=204
   _globals['_RAWSHAPE']._serialized_end=245
   _globals['_SAMPLING']._serialized_start=247
-  _globals['_SAMPLING']._serialized_end=296
-  _globals['_STREAMCONFIG']._serialized_start=299
-  _globals['_STREAMCONFIG']._serialized_end=582
-  _globals['_CHUNK']._serialized_start=584
-  _globals['_CHUNK']._serialized_end=618
-  _globals['_FRAME']._serialized_start=620
-  _globals['_FRAME']._serialized_end=680
-  _globals['_STREAMRESPONSE']._serialized_start=683
-  _globals['_STREAMRESPONSE']._serialized_end=837
-  _globals['_CREDITS']._serialized_start=839
-  _globals['_CREDITS']._serialized_end=907
-  _globals['_POINT']._serialized_start=909
-  _globals['_POINT']._serialized_end=938
-  _globals['_TEXTINSTANCE']._serialized_start=940
-  _globals['_TEXTINSTANCE']._serialized_end=1056
-  _globals['_FRAMERESULT']._serialized_start=1059
-  _globals['_FRAMERESULT']._serialized_end=1189
-  _globals['_TRACKEVENT']._serialized_start=1192
-  _globals['_TRACKEVENT']._serialized_end=1405
-  _globals['_SPOTIMAGEREQUEST']._serialized_start=1407
-  _globals['_SPOTIMAGEREQUEST']._serialized_end=1456
-  _globals['_SPOTIMAGERESPONSE']._serialized_start=1458
-  _globals['_SPOTIMAGERESPONSE']._serialized_end=1554
-  _globals['_TEXTSPOTTING']._serialized_start=1954
-  _globals['_TEXTSPOTTING']._serialized_end=2119
+  _globals['_SAMPLING']._serialized_end=321
+  _globals['_STREAMCONFIG']._serialized_start=324
+  _globals['_STREAMCONFIG']._serialized_end=652
+  _globals['_CHUNK']._serialized_start=654
+  _globals['_CHUNK']._serialized_end=688
+  _globals['_FRAME']._serialized_start=690
+  _globals['_FRAME']._serialized_end=750
+  _globals['_STREAMRESPONSE']._serialized_start=753
+  _globals['_STREAMRESPONSE']._serialized_end=907
+  _globals['_CREDITS']._serialized_start=909
+  _globals['_CREDITS']._serialized_end=977
+  _globals['_POINT']._serialized_start=979
+  _globals['_POINT']._serialized_end=1008
+  _globals['_TEXTINSTANCE']._serialized_start=1010
+  _globals['_TEXTINSTANCE']._serialized_end=1126
+  _globals['_FRAMERESULT']._serialized_start=1129
+  _globals['_FRAMERESULT']._serialized_end=1259
+  _globals['_TRACKEVENT']._serialized_start=1262
+  _globals['_TRACKEVENT']._serialized_end=1475
+  _globals['_SPOTIMAGEREQUEST']._serialized_start=1477
+  _globals['_SPOTIMAGEREQUEST']._serialized_end=1526
+  _globals['_SPOTIMAGERESPONSE']._serialized_start=1528
+  _globals['_SPOTIMAGERESPONSE']._serialized_end=1624
+  _globals['_TEXTSPOTTING']._serialized_start=2024
+  _globals['_TEXTSPOTTING']._serialized_end=2189
 # @@protoc_insertion_point(module_scope)

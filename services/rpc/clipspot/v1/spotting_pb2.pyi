@@ -61,15 +61,17 @@ class RawShape(_message.Message):
     def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ...) -> None: ...
 
 class Sampling(_message.Message):
-    __slots__ = ("detect_every", "max_fps")
+    __slots__ = ("detect_every", "max_fps", "fixed_keyframes")
     DETECT_EVERY_FIELD_NUMBER: _ClassVar[int]
     MAX_FPS_FIELD_NUMBER: _ClassVar[int]
+    FIXED_KEYFRAMES_FIELD_NUMBER: _ClassVar[int]
     detect_every: int
     max_fps: float
-    def __init__(self, detect_every: _Optional[int] = ..., max_fps: _Optional[float] = ...) -> None: ...
+    fixed_keyframes: bool
+    def __init__(self, detect_every: _Optional[int] = ..., max_fps: _Optional[float] = ..., fixed_keyframes: _Optional[bool] = ...) -> None: ...
 
 class StreamConfig(_message.Message):
-    __slots__ = ("stream_id", "input_kind", "raw_shape", "prompt", "sampling", "drop_policy", "max_queue", "resume_from", "first_frame")
+    __slots__ = ("stream_id", "input_kind", "raw_shape", "prompt", "sampling", "drop_policy", "max_queue", "resume_from", "first_frame", "skip_frames", "first_track_id")
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     INPUT_KIND_FIELD_NUMBER: _ClassVar[int]
     RAW_SHAPE_FIELD_NUMBER: _ClassVar[int]
@@ -79,6 +81,8 @@ class StreamConfig(_message.Message):
     MAX_QUEUE_FIELD_NUMBER: _ClassVar[int]
     RESUME_FROM_FIELD_NUMBER: _ClassVar[int]
     FIRST_FRAME_FIELD_NUMBER: _ClassVar[int]
+    SKIP_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    FIRST_TRACK_ID_FIELD_NUMBER: _ClassVar[int]
     stream_id: str
     input_kind: InputKind
     raw_shape: RawShape
@@ -88,7 +92,9 @@ class StreamConfig(_message.Message):
     max_queue: int
     resume_from: int
     first_frame: int
-    def __init__(self, stream_id: _Optional[str] = ..., input_kind: _Optional[_Union[InputKind, str]] = ..., raw_shape: _Optional[_Union[RawShape, _Mapping]] = ..., prompt: _Optional[str] = ..., sampling: _Optional[_Union[Sampling, _Mapping]] = ..., drop_policy: _Optional[_Union[DropPolicy, str]] = ..., max_queue: _Optional[int] = ..., resume_from: _Optional[int] = ..., first_frame: _Optional[int] = ...) -> None: ...
+    skip_frames: int
+    first_track_id: int
+    def __init__(self, stream_id: _Optional[str] = ..., input_kind: _Optional[_Union[InputKind, str]] = ..., raw_shape: _Optional[_Union[RawShape, _Mapping]] = ..., prompt: _Optional[str] = ..., sampling: _Optional[_Union[Sampling, _Mapping]] = ..., drop_policy: _Optional[_Union[DropPolicy, str]] = ..., max_queue: _Optional[int] = ..., resume_from: _Optional[int] = ..., first_frame: _Optional[int] = ..., skip_frames: _Optional[int] = ..., first_track_id: _Optional[int] = ...) -> None: ...
 
 class Chunk(_message.Message):
     __slots__ = ("seq", "data")
