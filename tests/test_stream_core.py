@@ -1,9 +1,11 @@
-"""The per-stream state machine without a transport: decoding chunks, sampling, drop policies,
-config validation. Real video bytes through the real decoder; asyncio only for the queue."""
+"""A stream's pieces without a transport: decoding chunks (and skipping answered frames on a
+resume), checking messages on arrival, keyframe settings, drop policies, config validation.
+Real video bytes through the real decoder; asyncio only for the queue."""
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +13,24 @@ import pytest
 from grpc_harness import chunk_request, config_request, make_video
 
 from pipeline.decode import VideoReader, remux_streamable, remux_to_mpegts
+from pipeline.runner import EVERY_FRAME, RunnerConfig, VideoRunner
 from pipeline.types import VideoFrame
 from services.frame_queue import FrameQueue, QueuedFrame
+from services.frame_source import FrameSource
+from services.grpc_edge import payload_from_proto, settings_from_proto
 from services.rpc.clipspot.v1 import spotting_pb2 as pb
-from services.session import FrameSource, Sampler, StreamError, parse_config
+from services.stream_core import runner_config
+from services.stream_types import SessionLimits, StreamError, StreamSettings
+
+
+def parse_config(request: pb.StreamRequest) -> StreamSettings:
+    return settings_from_proto(request, SessionLimits())
+
+
+def _accept(source: FrameSource, request: pb.StreamRequest) -> list[VideoFrame]:
+    payload = payload_from_proto(request)
+    source.check(payload)
+    return source.decode(payload)
 
 
 @pytest.fixture(scope="module")
@@ -23,12 +39,15 @@ def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _decode_all(video: Path, kind: str, chunk_size: int, first_frame: int) -> list[VideoFrame]:
+def _decode_all(
+    video: Path, kind: str, chunk_size: int, first_frame: int = 0, skip_frames: int = 0
+) -> list[VideoFrame]:
     input_kind = pb.INPUT_KIND_MPEGTS if kind == "mpegts" else pb.INPUT_KIND_FMP4
-    source = FrameSource(parse_config(config_request(input_kind, "t", first_frame=first_frame)))
+    config = config_request(input_kind, "t", first_frame=first_frame, skip_frames=skip_frames)
+    source = FrameSource(parse_config(config))
     frames = []
     for seq, chunk in enumerate(remux_streamable(video, kind, chunk_size=chunk_size)):
-        frames += source.accept(chunk_request(seq, chunk))
+        frames += _accept(source, chunk_request(seq, chunk))
     return frames + source.finish()
 
 
@@ -43,15 +62,31 @@ def test_chunked_stream_decodes_like_the_file_whatever_the_chunking(video, kind)
         assert all(np.array_equal(a.image, b.image) for a, b in zip(frames, reference, strict=True))
 
 
-def test_frame_source_rejects_gaps_and_foreign_messages(video: Path) -> None:
+def test_a_resumed_byte_stream_skips_exactly_the_answered_frames(video: Path) -> None:
+    """Resume of a byte stream: sent again from byte 0 with skip_frames = N, the source yields
+    frames N.. with the indices, pts and pixels of the uncut decode."""
+    whole = _decode_all(video, "mpegts", 188 * 7)
+    for skip in (1, 9, len(whole) - 1):
+        rest = _decode_all(video, "mpegts", 64 * 1024, skip_frames=skip)
+        assert [f.index for f in rest] == [f.index for f in whole[skip:]]
+        assert [f.pts for f in rest] == [f.pts for f in whole[skip:]]
+        pairs = zip(rest, whole[skip:], strict=True)
+        assert all(np.array_equal(a.image, b.image) for a, b in pairs)
+
+
+def test_messages_are_checked_on_arrival(video: Path) -> None:
     settings = parse_config(config_request(pb.INPUT_KIND_MPEGTS, "cam", resume_from=10))
     source = FrameSource(settings)
     chunk = next(iter(remux_to_mpegts(video, chunk_size=188 * 10)))
     with pytest.raises(StreamError, match="stream 'cam': sequence gap: expected seq 10, got"):
-        source.accept(chunk_request(0, chunk))
-    source.accept(chunk_request(10, chunk))
+        source.check(payload_from_proto(chunk_request(12, chunk)))
+    source.check(payload_from_proto(chunk_request(10, chunk)))  # checked, not yet decoded
+    with pytest.raises(StreamError, match="sequence duplicate: expected seq 11, got seq 10"):
+        source.check(payload_from_proto(chunk_request(10, chunk)))
     with pytest.raises(StreamError, match="a second StreamConfig after seq 10"):
-        source.accept(config_request(pb.INPUT_KIND_MPEGTS, "cam"))
+        source.check(payload_from_proto(config_request(pb.INPUT_KIND_MPEGTS, "cam")))
+    with pytest.raises(StreamError, match="expected a chunk message for input kind mpegts"):
+        source.check(payload_from_proto(pb.StreamRequest()))
     source.discard()
 
 
@@ -76,20 +111,42 @@ def test_invalid_configs_are_named(config: pb.StreamConfig, message: str) -> Non
     assert f"stream {config.stream_id!r}: config:" in str(caught.value)
 
 
-def test_sampler_keyframes_follow_index_then_fps() -> None:
+def test_stream_sampling_maps_to_the_runner_modes() -> None:
+    default = RunnerConfig()
+    def settings(**sampling: object) -> StreamSettings:
+        config = config_request(pb.INPUT_KIND_IMAGES, "s", sampling=pb.Sampling(**sampling),
+                                first_track_id=40)
+        return parse_config(config)
+
+    assert runner_config(settings(), default).detect_every == default.detect_every
+    assert runner_config(settings(), default).adaptive
+    every = runner_config(settings(detect_every=1), default)
+    assert (every.detect_every, every.adaptive, every.read_changes_only) == (
+        1, EVERY_FRAME.adaptive, EVERY_FRAME.read_changes_only)
+    fixed = runner_config(settings(detect_every=3, fixed_keyframes=True), default)
+    assert (fixed.detect_every, fixed.adaptive) == (3, False)
+    assert runner_config(settings(), default).tracker.first_id == 40
+
+
+def test_max_fps_thins_keyframes_by_pts() -> None:
     pts = [i / 25 for i in range(50)]
-    every3 = Sampler(3, 0.0)
-    assert [i for i in range(50) if every3.wants(VideoFrame(i, pts[i], None))] == list(
-        range(0, 50, 3))
+    every3 = VideoRunner(None, RunnerConfig(detect_every=3, adaptive=False))
+    assert [i for i in range(50) if every3.is_keyframe(i, pts[i])] == list(range(0, 50, 3))
     # At most 5 per second of pts at 25 fps: every 5th frame.
-    capped = Sampler(1, 5.0)
-    assert [i for i in range(50) if capped.wants(VideoFrame(i, pts[i], None))] == list(
-        range(0, 50, 5))
+    capped = VideoRunner(None, replace(EVERY_FRAME, min_keyframe_gap_s=0.2))
+    keys = []
+    for i in range(50):
+        frame = VideoFrame(i, pts[i], np.zeros((0, 0, 3), np.uint8))
+        if capped.is_keyframe(i, pts[i]):
+            keys.append(i)
+            capped.track_frame(frame, [])
+        else:
+            capped.track_frame(frame, None)
+    assert keys == list(range(0, 50, 5))
 
 
 def _frame(index: int) -> QueuedFrame:
-    return QueuedFrame(seq=index, frame=VideoFrame(index, None, np.zeros((2, 2, 3), np.uint8)),
-                       spot=True)
+    return QueuedFrame(seq=index, frame=VideoFrame(index, None, np.zeros((2, 2, 3), np.uint8)))
 
 
 async def _fill_then_drain(policy: str, max_waiting: int, count: int) -> list[QueuedFrame]:
