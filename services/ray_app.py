@@ -60,7 +60,7 @@ class StreamIngress:
 
     async def StreamSpot(self, request_stream, grpc_context):
         # Serve's gRPC context has no initial metadata: the model checksum goes as trailing.
-        grpc_context.set_trailing_metadata(await self.service.model_metadata())
+        grpc_context.set_trailing_metadata(list(await self.service.model_metadata()))
         try:
             async for response in self.service.stream_spot(request_stream):
                 yield response
@@ -68,7 +68,7 @@ class StreamIngress:
             _fail(grpc_context, failure)
 
     async def SpotImage(self, request, grpc_context):
-        grpc_context.set_trailing_metadata(await self.service.model_metadata())
+        grpc_context.set_trailing_metadata(list(await self.service.model_metadata()))
         try:
             return await self.service.spot_image(request)
         except RpcFailure as failure:

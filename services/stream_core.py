@@ -244,18 +244,22 @@ async def _until(
     """The payloads, stopping early (between messages) once `stop` is set."""
     stop_wait = asyncio.ensure_future(stop.wait())
     iterator = aiter(payloads)
+    next_payload: asyncio.Future | None = None
     try:
         while not stop.is_set():
             next_payload = asyncio.ensure_future(anext(iterator))
             await asyncio.wait({next_payload, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
             if not next_payload.done():
-                next_payload.cancel()
-                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                    await next_payload
                 return
             try:
-                yield next_payload.result()
+                payload = next_payload.result()
             except StopAsyncIteration:
                 return
+            next_payload = None
+            yield payload
     finally:
         stop_wait.cancel()
+        if next_payload is not None:  # stopped (drain, error) while a message was awaited
+            next_payload.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, Exception):
+                await next_payload

@@ -47,9 +47,9 @@ def server(spotter: Spotter):
 def reference(video: Path, tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
     """What `clipspot spot` prints for the video: the results every path must reproduce."""
     out = tmp_path_factory.mktemp("spot") / "spot.jsonl"
-    # The services detect and read every frame by default (their keyframe policy is the
-    # stream core's, issue 10); the CLI does too with --every-frame.
-    args = ["spot", str(video), "--every-frame", "--max-side", str(MAX_SIDE), "--out", str(out)]
+    # Both default to adaptive keyframes through the same VideoRunner (a stream's runner
+    # lives with its call), so the server must print what the CLI prints.
+    args = ["spot", str(video), "--max-side", str(MAX_SIDE), "--out", str(out)]
     assert clipspot(args) == 0
     lines = _read_jsonl(out)
     # With no words found, "same results on every path" would compare empty frames: no proof.
@@ -104,6 +104,15 @@ def test_stream_cli_matches_spot_cli(server, video: Path, reference, tmp_path: P
     ended = [e["track_id"] for e in kinds if e["event"] == "ended"]
     assert sorted(started) == sorted(set(started)) and set(started) >= seen
     assert sorted(ended) == sorted(started)
+
+
+def test_every_frame_mode_matches_spot_every_frame(server, video: Path, tmp_path: Path) -> None:
+    want, got = tmp_path / "spot.jsonl", tmp_path / "stream.jsonl"
+    assert clipspot(["spot", str(video), "--every-frame", "--max-side", str(MAX_SIDE),
+                     "--out", str(want)]) == 0
+    assert clipspot(["stream", str(video), "--every-frame", "--server", server.target,
+                     "--out", str(got)]) == 0
+    assert_same_results(_read_jsonl(got), _read_jsonl(want))
 
 
 def test_four_concurrent_streams_lose_no_frame(server, video: Path, reference, tmp_path) -> None:
@@ -199,7 +208,7 @@ def test_custom_prompt_is_encoded_once_for_every_stream(server, video: Path) -> 
 
 
 def test_the_model_checksum_comes_as_initial_metadata(server, spotter: Spotter) -> None:
-    from services.grpc_server import MODEL_METADATA_KEY
+    from services.servicer import MODEL_METADATA_KEY
     from services.rpc.clipspot.v1 import spotting_pb2 as pb
     from services.rpc.clipspot.v1 import spotting_pb2_grpc as pb_grpc
 

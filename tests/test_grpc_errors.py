@@ -1,14 +1,17 @@
-"""Bad input ends only its own stream (INVALID_ARGUMENT, a precise message) while the server
-keeps serving others; shutdown drains open streams. Real server, real Spotter, real video."""
+"""Bad input ends only its own stream (INVALID_ARGUMENT, a precise message; RESOURCE_EXHAUSTED
+for a message sent without a credit) while the server keeps serving others; shutdown drains
+open streams while health probes see NOT_SERVING. Real server, real Spotter, real video."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -16,21 +19,27 @@ import pytest
 from conftest import REPO_ROOT, free_port
 from grpc_harness import (
     MAX_SIDE,
+    VIDEO,
     BackgroundServer,
     chunk_request,
     config_request,
     frame_request,
     make_video,
 )
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from pipeline.data.h264_clips import read_back_pts
+from pipeline.data.synth_video import write_video
 from pipeline.decode import remux_to_mpegts
 from pipeline.spotter import Spotter
 from pipeline.types import FrameResult
 from services.client import SpotClient
-from services.convert import frame_result_from_proto, track_event_from_proto
+from services.engines import LocalEngine
+from services.grpc_edge import frame_result_from_proto, track_event_from_proto
 from services.rpc.clipspot.v1 import spotting_pb2 as pb
 from services.rpc.clipspot.v1 import spotting_pb2_grpc as pb_grpc
+from services.servicer import RpcFailure, SpottingService
+from services.stream_types import SessionLimits
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +56,18 @@ def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def chunks(video: Path) -> list[bytes]:
     return list(remux_to_mpegts(video, chunk_size=188 * 40))
+
+
+HELD = 6  # chunks a paused client sends before it stalls (within the initial 8 credits)
+
+
+@pytest.fixture(scope="module")
+def long_chunks(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
+    """An 8 s clip in 22 KB chunks: the first HELD chunks hold more than the decoder's 64 KB
+    probe window, so frames come out of them while the rest is never sent."""
+    path = tmp_path_factory.mktemp("long") / "long.mp4"
+    write_video(replace(VIDEO, seconds=8.0), path)
+    return list(remux_to_mpegts(path, chunk_size=188 * 120))
 
 
 def _call(target: str, requests: list[pb.StreamRequest]) -> grpc.RpcError:
@@ -68,6 +89,16 @@ BAD_STREAMS = {
         lambda chunks: [config_request(pb.INPUT_KIND_MPEGTS, "gap"),
                         chunk_request(0, chunks[0]), chunk_request(2, chunks[1])],
         "stream 'gap': sequence gap: expected seq 1, got seq 2",
+    ),
+    "duplicate sequence number": (
+        lambda chunks: [config_request(pb.INPUT_KIND_MPEGTS, "dup"),
+                        chunk_request(0, chunks[0]), chunk_request(0, chunks[0])],
+        "stream 'dup': sequence duplicate: expected seq 1, got seq 0",
+    ),
+    "second config": (
+        lambda chunks: [config_request(pb.INPUT_KIND_MPEGTS, "twice"),
+                        chunk_request(0, chunks[0]), config_request(pb.INPUT_KIND_MPEGTS, "x")],
+        "stream 'twice': a second StreamConfig after seq 0; send one config per stream",
     ),
     "corrupt chunk": (
         lambda chunks: [config_request(pb.INPUT_KIND_MPEGTS, "corrupt"),
@@ -140,21 +171,21 @@ def _paused(items: list, release: threading.Event, at: int) -> Iterator:
 
 def _held_requests(chunks: list[bytes], release: threading.Event, first: int) -> Iterator:
     """Config and the first `first` chunks, then nothing until `release` (a paused live feed).
-    Four messages stay within the server's initial credits, so no credit needs waiting for."""
+    Up to 8 messages stay within the server's initial credits: no credit needs waiting for."""
     yield config_request(pb.INPUT_KIND_MPEGTS, "drain")
     for seq, chunk in enumerate(_paused(chunks, release, at=first)):
         yield chunk_request(seq, chunk)
 
 
 def _drain_while_streaming(target: str, chunks: list[bytes], stop) -> None:  # type: ignore[no-untyped-def]
-    """Send 4 chunks, shut the server down once it has consumed them, and check the stream
-    was finished properly: every decoded frame answered in order, every track ended, and a
-    status that names where to resume."""
+    """Send HELD chunks, shut the server down once it has consumed them, and check the stream
+    was finished properly: every decoded frame answered in order, every track ended, a status
+    that names the frame to resume from; meanwhile health probes get NOT_SERVING."""
     release = threading.Event()
-    results, events = [], []
+    results, events, probes = [], [], []
     with grpc.insecure_channel(target) as channel:
         call = pb_grpc.TextSpottingStub(channel).StreamSpot(
-            _held_requests(chunks, release, first=4), timeout=120)
+            _held_requests(chunks, release, first=HELD), timeout=120)
         with pytest.raises(grpc.RpcError) as caught:
             for response in call:
                 which = response.WhichOneof("message")
@@ -162,28 +193,39 @@ def _drain_while_streaming(target: str, chunks: list[bytes], stop) -> None:  # t
                     results.append(frame_result_from_proto(response.result, "drain"))
                 elif which == "track":
                     events.append(track_event_from_proto(response.track))
+                    if events[-1].kind == "ended" and not probes:  # the drain has begun
+                        probes.append(_probe(target))
                 elif response.credits.HasField("consumed_seq") and (
-                    response.credits.consumed_seq == 3
+                    response.credits.consumed_seq == HELD - 1
                 ):
                     stop()  # the stream is open and paused mid-video: shut the server down
         release.set()
     error = caught.value
     assert error.code() == grpc.StatusCode.UNAVAILABLE
-    assert "resume from seq 4" in error.details()
     assert results and [r.frame for r in results] == list(range(len(results)))
+    assert f"every frame before frame {len(results)} was answered" in error.details()
     started = {e.track_id for e in events if e.kind == "started"}
     assert started == {e.track_id for e in events if e.kind == "ended"}
+    assert probes == [health_pb2.HealthCheckResponse.NOT_SERVING]
 
 
-def test_stop_drains_open_streams(spotter: Spotter, chunks) -> None:
+def _probe(target: str) -> int:
+    """A kubelet-style health probe on a new connection."""
+    with grpc.insecure_channel(target) as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=""), timeout=10)
+    return reply.status
+
+
+def test_stop_drains_open_streams(spotter: Spotter, long_chunks) -> None:
     server = BackgroundServer(spotter).start()
     try:
-        _drain_while_streaming(server.target, chunks, server.request_stop)
+        _drain_while_streaming(server.target, long_chunks, server.request_stop)
     finally:
         server.stop()
 
 
-def test_sigterm_drains_and_exits(chunks, tmp_path: Path) -> None:
+def test_sigterm_drains_and_exits(long_chunks, tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     command = [sys.executable, "-m", "services.cli.main", "serve", "--port", str(port),
@@ -193,7 +235,7 @@ def test_sigterm_drains_and_exits(chunks, tmp_path: Path) -> None:
     try:
         with SpotClient(f"127.0.0.1:{port}") as client:
             client.wait_ready(120)
-        _drain_while_streaming(f"127.0.0.1:{port}", chunks,
+        _drain_while_streaming(f"127.0.0.1:{port}", long_chunks,
                                lambda: process.send_signal(signal.SIGTERM))
         assert process.wait(60) == 0
     finally:
@@ -201,3 +243,50 @@ def test_sigterm_drains_and_exits(chunks, tmp_path: Path) -> None:
             process.kill()
         log.close()
     assert "draining" in (tmp_path / "serve.log").read_text()
+
+
+def test_a_new_stream_during_the_drain_is_refused(spotter: Spotter) -> None:
+    """Once the drain has begun a new stream gets UNAVAILABLE at once (connect elsewhere).
+    Called on the service core directly: over gRPC the drain of an idle server ends before
+    a second call could arrive."""
+    async def scenario() -> RpcFailure:
+        engine = LocalEngine(spotter)
+        service = SpottingService(engine)
+        service.drain.begin(30.0)
+        requests = _aiter([config_request(pb.INPUT_KIND_MPEGTS, "late")])
+        try:
+            with pytest.raises(RpcFailure) as caught:
+                async for _ in service.stream_spot(requests):
+                    pass
+        finally:
+            await engine.close()
+        assert service.health_status() == health_pb2.HealthCheckResponse.NOT_SERVING
+        return caught.value
+
+    failure = asyncio.run(scenario())
+    assert failure.code == grpc.StatusCode.UNAVAILABLE
+    assert "shutting down and takes no new streams" in failure.message
+
+
+async def _aiter(items: list) -> AsyncIterator:
+    for item in items:
+        yield item
+
+
+def test_messages_beyond_the_credits_are_refused(spotter: Spotter, video: Path, chunks) -> None:
+    """A client that ignores credits gets RESOURCE_EXHAUSTED naming the message; the server
+    holds at most the credits it granted (plus gRPC's own window) for that stream."""
+    limits = SessionLimits(initial_credits=2)
+    with BackgroundServer(spotter, limits=limits) as server:
+        flood = [config_request(pb.INPUT_KIND_MPEGTS, "flood")] + [
+            chunk_request(seq, chunk) for seq, chunk in enumerate(chunks)]
+        error = _call(server.target, flood)
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "stream 'flood' seq " in error.details()
+        assert "sent without a credit" in error.details()
+        # The same server serves a well-behaved client (which waits for credits) in full.
+        with SpotClient(server.target) as client:
+            config = pb.StreamConfig(stream_id="polite", input_kind=pb.INPUT_KIND_MPEGTS)
+            items = list(client.stream(config, (chunk_request(0, c) for c in chunks)))
+        answered = [i.frame for i in items if isinstance(i, FrameResult)]
+        assert answered == list(range(len(read_back_pts(video))))
