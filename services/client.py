@@ -95,6 +95,7 @@ class SpotClient:
             ("grpc.max_send_message_length", _MAX_MESSAGE),
         ])
         self._stub = pb_grpc.TextSpottingStub(self._channel)
+        self.resumed_at: list[int] = []  # frames answered when the last stream resumed
 
     def __enter__(self) -> SpotClient:
         return self
@@ -165,9 +166,11 @@ class SpotClient:
         with what was last seen, and the resumed stream's track ids start above them."""
         answered, tracks = 0, _OpenTracks()
         deadline = time.monotonic() + retry_s
+        self.resumed_at = []
         for attempt in itertools.count():
             config, messages = payloads(answered)
-            if answered:
+            if attempt:
+                self.resumed_at.append(answered)
                 config = _copy(config, first_track_id=tracks.next_id)
             try:
                 for item in self.stream(config, messages, source_of):

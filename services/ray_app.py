@@ -56,6 +56,9 @@ class StreamIngress:
     """Serve's face of the service core: owns each bidi stream and its state."""
 
     def __init__(self, spotter: DeploymentHandle) -> None:
+        import cv2
+
+        cv2.setNumThreads(1)  # motion following's small calls; as the embedded server pins it
         self.service = SpottingService(RayEngine(spotter))
 
     async def StreamSpot(self, request_stream, grpc_context):
@@ -94,13 +97,24 @@ def _fail(grpc_context, failure: RpcFailure) -> None:  # type: ignore[no-untyped
     raise StatusSet(failure.message)
 
 
+BUILD_KEYS = frozenset({
+    *ENV_KEYS, "spotter_replicas", "ingress_replicas", "num_gpus", "spotter_cpus",
+    "ingress_cpus", "max_batch_size", "graceful_shutdown_timeout_s",
+})
+
+
 def build_app(args: dict) -> serve.Application:
     """Application builder (`serve run services.ray_app:build_app weights=... num_gpus=0.5`).
 
     Keys (all optional): weights, device, reader, redis_url, torch_threads (passed to replicas as
     CLIPSPOT_* env vars), spotter_replicas, ingress_replicas, num_gpus, spotter_cpus,
     max_batch_size, ingress_cpus (0 packs test clusters), graceful_shutdown_timeout_s.
+    An unknown key (a typo, or one of an older layout such as decoder_replicas) is refused.
     """
+    unknown = sorted(set(args) - BUILD_KEYS)
+    if unknown:
+        raise ValueError(f"build_app: unknown argument(s) {', '.join(unknown)}; "
+                         f"known: {', '.join(sorted(BUILD_KEYS))}")
     check_reader_name(args.get("reader"))  # an unknown reader fails here, not in a replica
     env = {var: str(args[key]) for key, var in ENV_KEYS.items() if args.get(key) is not None}
     runtime_env = {"env_vars": env} if env else {}

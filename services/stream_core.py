@@ -154,11 +154,14 @@ class _Stream:
         """The next frame, or None at the end of the stream or when the drain grace is up."""
         get = asyncio.ensure_future(self.queue.get())
         expired = asyncio.ensure_future(self.drain.expired.wait())
-        await asyncio.wait({get, expired}, return_when=asyncio.FIRST_COMPLETED)
-        expired.cancel()
-        if get.done():
+        try:
+            await asyncio.wait({get, expired}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            expired.cancel()
+            if not get.done():
+                get.cancel()
+        if not get.cancelled():
             return get.result()
-        get.cancel()
         self.cut = True
         return None
 
@@ -196,6 +199,7 @@ async def run_stream(
         asyncio.create_task(stream.work()),
     ]
     outcome = asyncio.create_task(_outcome(tasks, main=tasks[-1]))
+    get: asyncio.Future | None = None
     try:
         while True:
             get = asyncio.ensure_future(stream.out.get())
@@ -210,7 +214,7 @@ async def run_stream(
                 yield stream.out.get_nowait()
             break
     finally:
-        for task in (*tasks, outcome):
+        for task in (*tasks, outcome, *([get] if get is not None else [])):
             task.cancel()
         await asyncio.gather(*tasks, outcome, return_exceptions=True)
         stream.thread.shutdown(wait=False)

@@ -15,6 +15,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from ray.serve.config import AutoscalingConfig
 from ray.serve.schema import (
@@ -29,10 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SERVE_YAML = ROOT / "deploy" / "serve.yaml"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 CHART_VALUES = ROOT / "helm" / "clipspot" / "values.yaml"
-DEPLOYMENTS = {"StreamIngress", "FrameDecoder", "TextSpotter", "TrackAggregator"}
-# Per-stream state pinned by consistent hashing: a changing replica count would move streams
-# away from their state, so these must run a fixed number of replicas.
-STICKY = {"FrameDecoder", "TrackAggregator"}
+DEPLOYMENTS = {"StreamIngress", "TextSpotter"}  # services/ray_app.py builds exactly these
 
 
 def assert_known_keys(section: dict[str, Any], model: type, where: str) -> None:
@@ -55,16 +53,26 @@ def check_serve_config(config: dict[str, Any]) -> None:
     for name, deployment in deployments.items():
         assert_known_keys(deployment, DeploymentSchema, name)
         assert_known_keys(deployment["ray_actor_options"], RayActorOptionsSchema, name)
-        if name in STICKY:
-            assert "autoscaling_config" not in deployment, f"{name} must not autoscale"
+        if "autoscaling_config" in deployment:
+            assert_known_keys(deployment["autoscaling_config"], AutoscalingConfig, name)
+            scaling = AutoscalingConfig(**deployment["autoscaling_config"])
+            assert scaling.min_replicas <= scaling.max_replicas, name
+        else:
             assert isinstance(deployment["num_replicas"], int), name
-            continue
-        assert_known_keys(deployment["autoscaling_config"], AutoscalingConfig, name)
-        scaling = AutoscalingConfig(**deployment["autoscaling_config"])
-        assert scaling.min_replicas <= scaling.max_replicas, name
+    # The model is stateless: it autoscales on frames in flight (GPU fractions allowed).
     spotter = deployments["TextSpotter"]
-    assert set(spotter["user_config"]) == {"max_batch_size", "batch_wait_timeout_s"}
+    assert AutoscalingConfig(**spotter["autoscaling_config"]).target_ongoing_requests > 0
+    assert spotter["ray_actor_options"]["num_gpus"] >= 0
+    # What TextSpotter.reconfigure reads; the batcher has no wait to configure.
+    assert set(spotter["user_config"]) == {"max_batch_size"}
     assert spotter["max_ongoing_requests"] >= spotter["user_config"]["max_batch_size"]
+    # The ingress decodes, follows motion and tracks every stream it holds: a real CPU share.
+    ingress = deployments["StreamIngress"]
+    assert 0.5 <= ingress["ray_actor_options"]["num_cpus"] <= 2
+    assert ingress["ray_actor_options"].get("num_gpus", 0) == 0
+    # One drain grace for every deployment.
+    graces = {d["graceful_shutdown_timeout_s"] for d in deployments.values()}
+    assert len(graces) == 1, f"graceful_shutdown_timeout_s differs between deployments: {graces}"
 
 
 def test_serve_yaml_validates_with_rays_schema() -> None:
@@ -80,6 +88,31 @@ def test_serve_yaml_agrees_with_the_chart_defaults() -> None:
     assert app["route_prefix"] == serve["routePrefix"]
     assert config["grpc_options"]["port"] == serve["grpcPort"] == 9000
     assert config["grpc_options"]["grpc_servicer_functions"] == serve["grpcServicerFunctions"]
+
+
+def test_build_app_builds_what_the_configs_name() -> None:
+    # The Serve configs override deployments by name: they must be the ones build_app makes,
+    # with the defaults the configs rely on.
+    from services.ray_app import build_app
+
+    app = build_app({"spotter_replicas": 2, "ingress_cpus": 0.5, "num_gpus": 0.5})
+    ingress = app._bound_deployment
+    (spotter_app,) = ingress.init_args
+    spotter = spotter_app._bound_deployment
+    assert {ingress.name, spotter.name} == DEPLOYMENTS
+    assert ingress.ray_actor_options["num_cpus"] == 0.5
+    assert spotter.ray_actor_options["num_gpus"] == 0.5
+    assert spotter.num_replicas == 2
+    assert spotter.user_config == {"max_batch_size": 8}
+
+
+def test_build_app_refuses_unknown_and_retired_keys() -> None:
+    from services.ray_app import build_app
+
+    for retired in ("decoder_replicas", "aggregator_replicas", "replica_cpus",
+                    "batch_wait_timeout_s"):
+        with pytest.raises(ValueError, match=retired):
+            build_app({retired: 1})
 
 
 def test_a_typo_in_a_serve_config_is_caught() -> None:

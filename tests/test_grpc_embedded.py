@@ -208,9 +208,9 @@ def test_custom_prompt_is_encoded_once_for_every_stream(server, video: Path) -> 
 
 
 def test_the_model_checksum_comes_as_initial_metadata(server, spotter: Spotter) -> None:
-    from services.servicer import MODEL_METADATA_KEY
     from services.rpc.clipspot.v1 import spotting_pb2 as pb
     from services.rpc.clipspot.v1 import spotting_pb2_grpc as pb_grpc
+    from services.servicer import MODEL_METADATA_KEY
 
     with grpc.insecure_channel(server.target) as channel:
         stub = pb_grpc.TextSpottingStub(channel)

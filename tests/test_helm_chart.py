@@ -150,6 +150,39 @@ def test_gpu_values_scale_gpu_spotter_replicas(chart: helm.Chart) -> None:
     assert spotter["user_config"]["max_batch_size"] == wanted["batch"]["maxBatchSize"]
 
 
+@pytest.mark.parametrize("grace", [30, 75, 12.5])
+def test_one_drain_grace_for_serve_and_the_pods(chart: helm.Chart, grace: float) -> None:
+    """serve.drainGraceS is Serve's graceful_shutdown_timeout_s of every deployment and the
+    terminationGracePeriodSeconds of every pod that runs replicas (whole seconds, rounded up:
+    the pod is never killed before the replicas' drain ends)."""
+    values = {"serve": {"drainGraceS": grace}} if grace != 30 else None
+    rayservice = only(render(chart, values), "RayService")
+    config = serve_config(rayservice)
+    graces = {d["graceful_shutdown_timeout_s"] for d in config["applications"][0]["deployments"]}
+    expected = -(-grace // 1)  # ceil
+    assert graces == {expected}
+    for group in rayservice["spec"]["rayClusterConfig"]["workerGroupSpecs"]:
+        assert group["template"]["spec"]["terminationGracePeriodSeconds"] == expected
+
+
+def test_only_the_ingress_and_the_stateless_spotter_are_deployed(chart: helm.Chart) -> None:
+    """Stream state lives with the call on StreamIngress (decoding, tracking: a real CPU share,
+    no GPU); TextSpotter is stateless and autoscales on frames in flight."""
+    values = values_of(CHART / "ci" / "gpu-values.yaml")
+    config = serve_config(only(render(chart, values), "RayService"))
+    ingress = serve_deployment(config, "StreamIngress")
+    assert 0.5 <= ingress["ray_actor_options"]["num_cpus"] <= 2
+    assert ingress["ray_actor_options"]["num_gpus"] == 0
+    spotter = serve_deployment(config, "TextSpotter")
+    assert spotter["ray_actor_options"]["num_gpus"] == 0.5  # a GPU fraction
+    assert AutoscalingConfig(**spotter["autoscaling_config"]).target_ongoing_requests > 0
+    assert spotter["user_config"] == {"max_batch_size": values["serve"]["textSpotter"]["batch"][
+        "maxBatchSize"]}
+    rendered = yaml.safe_dump(config)
+    for retired in ("FrameDecoder", "TrackAggregator", "batch_wait_timeout_s"):
+        assert retired not in rendered
+
+
 def test_the_reader_value_reaches_every_ray_container(chart: helm.Chart) -> None:
     default = only(render(chart), "RayService")["spec"]["rayClusterConfig"]
     head = default["headGroupSpec"]["template"]["spec"]

@@ -403,19 +403,38 @@ def test_health_and_unary_spot_image(ray_service, weights_file):
 
 
 class GatedChunks:
-    """A live source: the video's chunks, paced, held at `gates` (chunk index -> event)."""
+    """A live source: the video's chunks, paced, held before the chunks in `gates`."""
 
-    def __init__(self, path: Path, gates: dict[int, threading.Event], period_s: float) -> None:
-        self.chunks = list(remux_to_mpegts(path, chunk_size=2048))
+    def __init__(self, chunks: list[bytes], gates: dict[int, threading.Event]) -> None:
+        self.chunks = chunks
         self.gates = gates
-        self.period_s = period_s
 
     def __iter__(self) -> Iterator[pb.StreamRequest]:
         for index, chunk in enumerate(self.chunks):
             if index in self.gates:
                 assert self.gates[index].wait(DEPLOY_TIMEOUT_S), f"gate {index} never opened"
-            time.sleep(self.period_s)
+            time.sleep(0.02)
             yield pb.StreamRequest(chunk=pb.Chunk(data=chunk))
+
+
+def phase_gates(chunks: list[bytes], phases: int) -> list[int]:
+    """Chunk indices that split the video into `phases` + 1 parts which each complete frames.
+    The decoder answers nothing until it has probed the stream (here the first ~80 KB, then
+    a burst of frames) and one frame per chunk after that, so the cuts go after the burst."""
+    from services.frame_source import FrameSource
+    from services.stream_types import Payload, StreamSettings
+
+    settings = StreamSettings(
+        stream_id="probe", kind="mpegts", raw_shape=None, prompt=None, detect_every=1,
+        fixed_keyframes=False, max_fps=0.0, drop_policy="none", max_queue=8, resume_from=0,
+        first_frame=0)
+    source = FrameSource(settings)
+    first = next(i for i, chunk in enumerate(chunks)
+                 if source.decode(Payload(kind="chunk", seq=i, data=chunk)))
+    source.discard()
+    rest = len(chunks) - first - 1
+    assert rest >= 2 * phases, f"video too short to gate: {len(chunks)} chunks, first {first}"
+    return [first + 1 + rest * i // (phases + 1) for i in range(1, phases + 1)]
 
 
 def test_spotter_scaling_and_a_killed_replica_cut_no_stream(ray_service, long_video):
@@ -432,9 +451,9 @@ def test_spotter_scaling_and_a_killed_replica_cut_no_stream(ray_service, long_vi
     assert len(ingress_before) == 1 and len(spotters_before) == SPOTTER_REPLICAS
     retries_before = ray_service["ingress"].engine_retries.remote().result()
 
-    chunk_count = len(GatedChunks(path, {}, 0).chunks)
+    chunks = list(remux_to_mpegts(path, chunk_size=2048))
     phases = [threading.Event() for _ in range(3)]  # opened one by one, between the events
-    gates = {chunk_count * (i + 1) // 4: gate for i, gate in enumerate(phases)}
+    gates = dict(zip(phase_gates(chunks, len(phases)), phases, strict=True))
     answered = [0] * 4
     lock = threading.Condition()
 
@@ -453,34 +472,58 @@ def test_spotter_scaling_and_a_killed_replica_cut_no_stream(ray_service, long_vi
     started = time.monotonic()
     try:
         with ThreadPoolExecutor(4) as pool:
-            runs = [pool.submit(stream_once, target, path, GatedChunks(path, gates, 0.02),
+            runs = [pool.submit(stream_once, target, path, GatedChunks(chunks, gates),
                                 count(i), stream_id="live", detect_every=1)
                     for i in range(4)]
-            progress(1)  # every stream is open and answered
-            deploy(args, 3)  # scale up while frames flow
-            phases[0].set()
-            wait_for(lambda: spotter_states() == {"RUNNING": 3}, "3 TextSpotter replicas")
-            assert spotters_before < replica_actors("TextSpotter")  # the old ones were kept
-            with lock:
-                mark = min(answered)
-            phases[1].set()
-            progress(mark + 1)  # frames are in flight on all three replicas...
-            victim = sorted(replica_actors("TextSpotter"))[0]
-            ray.kill(ray.get_actor(victim, namespace="serve"), no_restart=True)  # ...kill one
-            progress(mark + 3)
-            deploy(args, 1)  # scale down with frames in flight
-            phases[2].set()
+            try:
+                progress(1)  # every stream is open and answered
+                deploy(args, 3)  # scale up while frames flow
+                phases[0].set()
+                wait_for(lambda: spotter_states() == {"RUNNING": 3}, "3 TextSpotter replicas")
+                assert spotters_before < replica_actors("TextSpotter")  # the old ones were kept
+                with lock:
+                    mark = min(answered)
+                phases[1].set()
+                progress(mark + 1)  # frames are in flight on all three replicas...
+                victim = sorted(replica_actors("TextSpotter"))[0]
+                ray.kill(ray.get_actor(victim, namespace="serve"), no_restart=True)  # ...kill one
+                progress(mark + 2)
+                deploy(args, 1)  # scale down with frames in flight
+                phases[2].set()
+            finally:
+                for gate in phases:  # a failure above must not leave streams held at a gate
+                    gate.set()
             outcomes = [run.result(timeout=DEPLOY_TIMEOUT_S) for run in runs]
+        retries = ray_service["ingress"].engine_retries.remote().result() - retries_before
     finally:
-        for gate in phases:
-            gate.set()
-        deploy(args, SPOTTER_REPLICAS)
+        deploy(args, SPOTTER_REPLICAS)  # for any test after this one (not waited for here)
     elapsed = time.monotonic() - started
 
     for outcome in outcomes:
         assert_every_frame_in_order(outcome[0], pts)
         assert_same_words(outcome, reference)
     assert replica_actors("StreamIngress") == ingress_before  # the streams' state never moved
-    wait_until_running(SPOTTER_REPLICAS)
-    retries = ray_service["ingress"].engine_retries.remote().result() - retries_before
-    print(f"disturbed run: {elapsed:.1f} s, {retries} spotter calls retried on another replica")
+    print(f"disturbed run: {elapsed:.1f} s, {retries} spotter calls repeated on another replica")
+
+
+def test_a_lost_ingress_cuts_its_streams_and_the_client_resumes(ray_service, long_video):
+    """The ingress holds the streams, so losing it cuts them; `SpotClient.stream_video`
+    (what `clipspot stream` uses) reconnects and resumes: every frame once, in order, with the
+    words of an uncut run. (Runs last: the application gets a new ingress replica.)"""
+    path, pts = long_video
+    target = ray_service["target"]
+    reference = stream_once(target, path, stream_id="resume", detect_every=1)
+    (victim,) = replica_actors("StreamIngress")
+    items: list[FrameResult | TrackEvent] = []
+    with SpotClient(target) as client:
+        for item in client.stream_video(path, StreamOptions(stream_id="resume", detect_every=1,
+                                                            retry_s=DEPLOY_TIMEOUT_S)):
+            items.append(item)
+            if isinstance(item, FrameResult) and item.frame == 0:
+                ray.kill(ray.get_actor(victim, namespace="serve"), no_restart=True)
+    results = [i for i in items if isinstance(i, FrameResult)]
+    assert_every_frame_in_order(results, pts)
+    assert replica_actors("StreamIngress") != {victim}  # really a new ingress replica
+    for got, expected in zip(results, reference[0], strict=True):  # tracks restart at a cut
+        assert sorted(i.text for i in got.instances) == sorted(
+            i.text for i in expected.instances), f"frame {got.frame}"

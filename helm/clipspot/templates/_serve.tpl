@@ -1,14 +1,21 @@
 {{/*
 The Ray Serve config embedded as RayService.spec.serveConfigV2: the same shape as
 deploy/serve.yaml (validated by tests with ray.serve.schema.ServeDeploySchema).
-Changing only this part is applied in place by KubeRay (rolling replica update).
+Changing only this part is applied in place by KubeRay: replica counts and autoscaling scale
+in place, user_config (batch size) reconfigures live replicas, anything else rolls them.
 */}}
+
+{{/* The drain grace in whole seconds (Serve's graceful_shutdown_timeout_s, the pods' termination grace). */}}
+{{- define "clipspot.drainGrace" -}}
+{{- $grace := required "serve.drainGraceS is required (seconds a stopping replica may drain)" .Values.serve.drainGraceS -}}
+{{- int (ceil (float64 $grace)) -}}
+{{- end }}
 
 {{/* One Serve deployment override. Args: d (values entry), name, gpus, root. */}}
 {{- define "clipspot.serveDeployment" -}}
 - name: {{ .name }}
   max_ongoing_requests: {{ .d.maxOngoingRequests }}
-  graceful_shutdown_timeout_s: {{ .root.Values.serve.gracefulShutdownTimeoutS }}
+  graceful_shutdown_timeout_s: {{ include "clipspot.drainGrace" .root }}
   {{- if .d.autoscaling }}
   autoscaling_config:
     {{- /* camelCase values -> AutoscalingConfig's snake_case, so any of its fields can be set. */}}
@@ -24,7 +31,6 @@ Changing only this part is applied in place by KubeRay (rolling replica update).
   {{- with .d.batch }}
   user_config:
     max_batch_size: {{ .maxBatchSize }}
-    batch_wait_timeout_s: {{ .batchWaitTimeoutS }}
   {{- end }}
 {{- end }}
 
@@ -32,7 +38,7 @@ Changing only this part is applied in place by KubeRay (rolling replica update).
 {{- $serve := .Values.serve -}}
 {{- $spotter := $serve.textSpotter -}}
 {{- if lt (float64 $spotter.maxOngoingRequests) (float64 $spotter.batch.maxBatchSize) }}
-{{- fail "serve.textSpotter.maxOngoingRequests must be >= serve.textSpotter.batch.maxBatchSize (Serve caps a batch at the replica's ongoing requests)" }}
+{{- fail "serve.textSpotter.maxOngoingRequests must be >= serve.textSpotter.batch.maxBatchSize (batches form from the requests in flight on a replica)" }}
 {{- end -}}
 proxy_location: {{ $serve.proxyLocation }}
 http_options:
@@ -56,7 +62,5 @@ applications:
     {{- end }}
     deployments:
       {{- include "clipspot.serveDeployment" (dict "name" "StreamIngress" "d" $serve.streamIngress "gpus" 0 "root" .) | nindent 6 }}
-      {{- include "clipspot.serveDeployment" (dict "name" "FrameDecoder" "d" $serve.frameDecoder "gpus" 0 "root" .) | nindent 6 }}
       {{- include "clipspot.serveDeployment" (dict "name" "TextSpotter" "d" $spotter "gpus" (ternary $spotter.numGpus 0 .Values.gpu.enabled) "root" .) | nindent 6 }}
-      {{- include "clipspot.serveDeployment" (dict "name" "TrackAggregator" "d" $serve.trackAggregator "gpus" 0 "root" .) | nindent 6 }}
 {{- end }}

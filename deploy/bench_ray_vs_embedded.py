@@ -1,0 +1,249 @@
+"""Ray Serve against the embedded server, measured in one run on this machine.
+
+    python deploy/bench_ray_vs_embedded.py                      # the demo clip, both modes
+    python deploy/bench_ray_vs_embedded.py --seconds 3 --modes every-frame
+
+Both servers run side by side, each idle while the other is measured, with the same weights,
+the same torch threads and the same batch size:
+  - embedded: `clipspot serve` as a subprocess (one process: streams, decoding, the model);
+  - Ray: a local cluster (`ray.init(num_cpus=2)`) with Serve's gRPC proxy, one StreamIngress
+    replica (0.5 CPU: the streams' decoding, keyframes, motion following, tracking) and one
+    TextSpotter replica (1 CPU reserved; torch runs `--threads` threads in it, as embedded).
+The clip is the `make demo` one (`clipspot synth video --seconds 6 --seed 0`: 640x360, 25 fps,
+150 frames). For each mode (every frame: detect_every 1; default: the servers' adaptive
+keyframes, at most 5 frames apart) `--streams` clients send it at once as MPEG-TS chunks, as
+fast as credits allow, through the ordinary client. Per run: frames/s of all streams together,
+p50/p99 latency of a frame (from sending the chunk that completed it to its result: mostly
+queueing, since a file is sent faster than it is spotted), whether every stream got every frame
+once in order, and whether the words equal the other server's. Modes alternate which server goes
+first, so a drift in background load does not favour one. Prints a Markdown table (with the CPU
+model and the load average before and after) and one JSON line per run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pipeline.decode import remux_to_mpegts  # noqa: E402
+from services.client import SpotClient, StreamOptions, stream_config  # noqa: E402
+from services.rpc.clipspot.v1 import spotting_pb2 as pb  # noqa: E402
+
+MODES = {"every-frame": 1, "default": 0}  # StreamOptions.detect_every
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class TimedChunks:
+    """The clip's chunks; the send time of each seq, stamped when gRPC pulls it."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+        self.sent_at: dict[int, float] = {}
+
+    def __iter__(self):
+        for seq, chunk in enumerate(self.chunks):
+            self.sent_at[seq] = time.perf_counter()
+            yield pb.StreamRequest(chunk=pb.Chunk(seq=seq, data=chunk))
+
+
+def one_stream(target: str, chunks: list[bytes], stream_id: str, detect_every: int,
+               out: dict) -> None:
+    timed = TimedChunks(chunks)
+    options = StreamOptions(stream_id=stream_id, detect_every=detect_every)
+    config = stream_config(options, pb.INPUT_KIND_MPEGTS, stream_id)
+    latencies, frames, words = [], [], []
+    try:
+        with SpotClient(target) as client:
+            for response in client.stream_responses(config, timed):
+                if response.WhichOneof("message") != "result":
+                    continue
+                result = response.result
+                latencies.append(time.perf_counter() - timed.sent_at[result.seq])
+                frames.append(result.frame)
+                words.append(sorted(i.text for i in result.instances))
+    except Exception as err:  # reported in the table, not raised from a thread
+        out["error"] = f"{type(err).__name__}: {err}"
+    out.update(latencies=latencies, frames=frames, words=words)
+
+
+def measure(target: str, chunks: list[bytes], streams: int, detect_every: int) -> dict:
+    outcomes: list[dict] = [{} for _ in range(streams)]
+    threads = [threading.Thread(target=one_stream, args=(
+        target, chunks, f"bench-{i}", detect_every, outcomes[i])) for i in range(streams)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - start
+    latencies = np.array([x for o in outcomes for x in o["latencies"]] or [0.0]) * 1000.0
+    expected = max(len(o["frames"]) for o in outcomes)
+    return {
+        "frames": sum(len(o["frames"]) for o in outcomes),
+        "wall_s": wall,
+        "fps": sum(len(o["frames"]) for o in outcomes) / wall,
+        "p50_ms": float(np.percentile(latencies, 50)),
+        "p99_ms": float(np.percentile(latencies, 99)),
+        "every_frame_once": all(o["frames"] == list(range(expected)) for o in outcomes),
+        "errors": [o["error"] for o in outcomes if "error" in o],
+        "words": [o["words"] for o in outcomes],
+    }
+
+
+def start_embedded(weights: str | None, threads: int, max_batch: int) -> tuple[subprocess.Popen,
+                                                                                 str]:
+    port = free_port()
+    command = [sys.executable, "-m", "services.cli.main", "serve", "--port", str(port),
+               "--host", "127.0.0.1", "--threads", str(threads), "--max-batch", str(max_batch)]
+    if weights:
+        command += ["--weights", weights]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    return process, f"127.0.0.1:{port}"
+
+
+def start_ray(weights: str | None, threads: int, max_batch: int) -> str:
+    import ray
+    from ray import serve
+    from ray.serve.config import gRPCOptions
+
+    from services.ray_app import APP_NAME, GRPC_SERVICERS, ROUTE_PREFIX, build_app
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
+    port = free_port()
+    serve.start(grpc_options=gRPCOptions(port=port, grpc_servicer_functions=GRPC_SERVICERS))
+    args = {"spotter_replicas": 1, "spotter_cpus": 1, "ingress_cpus": 0.5,
+            "torch_threads": threads, "max_batch_size": max_batch}
+    if weights:
+        args["weights"] = weights
+    serve.run(build_app(args), name=APP_NAME, route_prefix=ROUTE_PREFIX)
+    return f"127.0.0.1:{port}"
+
+
+def warm_up(target: str, image_png: bytes) -> None:
+    with SpotClient(target) as client:
+        client.wait_ready(300)
+        for _ in range(2):  # first calls pay torch's and the reader's lazy set-up
+            client.spot_image(image_png)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--video", default=None, help="a clip (default: synthesize the demo)")
+    parser.add_argument("--seconds", type=float, default=6.0, help="demo clip length (6)")
+    parser.add_argument("--streams", type=int, default=4)
+    parser.add_argument("--modes", default="every-frame,default")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads, both servers")
+    parser.add_argument("--max-batch", type=int, default=4)
+    parser.add_argument("--weights", default=None)
+    args = parser.parse_args(argv)
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        parser.error(f"--modes: unknown {unknown}; choose from {sorted(MODES)}")
+
+    import cv2
+
+    from pipeline.data.synth_video import VideoConfig, write_video
+    from pipeline.decode import VideoReader
+
+    work = Path(tempfile.mkdtemp(prefix="bench_ray_"))
+    video = Path(args.video) if args.video else work / "synth_0.mp4"
+    if not args.video:
+        write_video(VideoConfig(seconds=args.seconds, seed=0), video)
+    chunks = list(remux_to_mpegts(video, chunk_size=64 * 1024))
+    first = next(iter(VideoReader(str(video)))).image
+    png = cv2.imencode(".png", cv2.cvtColor(first, cv2.COLOR_RGB2BGR))[1].tobytes()
+
+    load_before = os.getloadavg()
+    embedded, embedded_target = start_embedded(args.weights, args.threads, args.max_batch)
+    try:
+        ray_target = start_ray(args.weights, args.threads, args.max_batch)
+        targets = {"embedded": embedded_target, "ray": ray_target}
+        for target in targets.values():
+            warm_up(target, png)
+        runs: dict[tuple[str, str], dict] = {}
+        for index, mode in enumerate(modes):
+            order = ["embedded", "ray"] if index % 2 == 0 else ["ray", "embedded"]
+            for server in order:
+                runs[(mode, server)] = measure(targets[server], chunks, args.streams,
+                                               MODES[mode])
+                run = {k: v for k, v in runs[(mode, server)].items() if k != "words"}
+                print(json.dumps({"mode": mode, "server": server, **run}), flush=True)
+    finally:
+        embedded.terminate()
+        try:
+            embedded.wait(60)
+        except subprocess.TimeoutExpired:
+            embedded.kill()
+        try:
+            from ray import serve
+
+            serve.shutdown()
+            import ray
+
+            ray.shutdown()
+        except Exception:  # Ray may not have started
+            pass
+    load_after = os.getloadavg()
+
+    frames = len(runs[(modes[0], "embedded")]["words"][0])
+    print()
+    print(f"CPU: {cpu_model()}, {os.cpu_count()} logical CPUs; load average (1/5/15 min) "
+          f"before {load_before[0]:.2f}/{load_before[1]:.2f}/{load_before[2]:.2f}, after "
+          f"{load_after[0]:.2f}/{load_after[1]:.2f}/{load_after[2]:.2f}")
+    print(f"{args.streams} concurrent streams x {frames} frames ({video.name}), "
+          f"{args.threads} torch threads, batch <= {args.max_batch}")
+    print()
+    print("| mode | server | frames/s (all streams) | p50 latency | p99 latency | every frame "
+          "once | Ray / embedded |")
+    print("|---|---|---|---|---|---|---|")
+    for mode in modes:
+        base = runs[(mode, "embedded")]
+        for server in ("embedded", "ray"):
+            run = runs[(mode, server)]
+            ratio = f"{run['fps'] / base['fps']:.2f}" if server == "ray" else ""
+            once = "yes" if run["every_frame_once"] and not run["errors"] else "NO"
+            print(f"| {mode} | {server} | {run['fps']:.2f} | {run['p50_ms']:.0f} ms | "
+                  f"{run['p99_ms']:.0f} ms | {once} | {ratio} |")
+    print()
+    for mode in modes:
+        same = runs[(mode, "ray")]["words"] == runs[(mode, "embedded")]["words"]
+        print(f"{mode}: Ray's words per frame {'equal' if same else 'DIFFER FROM'} the "
+              f"embedded server's")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
