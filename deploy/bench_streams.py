@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 import time
@@ -77,12 +78,20 @@ def _duration_s(video: Path) -> float:
     return pts[-1] - pts[0] + step
 
 
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("video")
     parser.add_argument("--server", default="localhost:50051")
     parser.add_argument("--streams", type=int, default=4)
-    parser.add_argument("--detect-every", type=int, default=1)
+    parser.add_argument("--detect-every", type=int, default=0,
+                        help="0: the server's default (adaptive); 1: every frame")
     parser.add_argument("--drop-policy", default="none")
     parser.add_argument("--chunk-bytes", type=int, default=64 * 1024)
     parser.add_argument("--realtime", action="store_true",
@@ -109,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     latencies = np.array([x for o in outcomes for x in o.get("latencies", [])]) * 1000.0
     total = sum(len(o.get("frames", [])) for o in outcomes)
     report = {
+        "cpu": _cpu_model(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "mode": "realtime" if args.realtime else "as fast as credits allow",
         "detect_every": args.detect_every,
         "drop_policy": args.drop_policy,

@@ -163,6 +163,8 @@ def run_ray(args: argparse.Namespace) -> int:
         "torch_threads": getattr(args, "threads", None),
         "max_batch_size": getattr(args, "max_batch", None) or 8,
     }
+    if getattr(args, "drain_grace", None) is not None:  # `--drain-grace`: the same grace here
+        builder_args["graceful_shutdown_timeout_s"] = args.drain_grace
     serve.run(build_app(builder_args), name=APP_NAME, route_prefix=ROUTE_PREFIX)
     log.info("clipspot serve --ray: gRPC on port %d (application %r)", args.port, APP_NAME)
     stop = threading.Event()
