@@ -220,7 +220,7 @@ class SpotClient:
         except grpc.RpcError as err:
             if sender.error is not None:
                 raise sender.error from None
-            if err.code() == grpc.StatusCode.UNAVAILABLE:
+            if _is_cut(err):
                 raise ResumableError(str(_as_error(self.target, err))) from None
             raise _as_error(self.target, err) from None
         finally:
@@ -276,7 +276,16 @@ def stream_config(options: StreamOptions, kind: int, default_id: str) -> pb.Stre
 
 
 class ResumableError(ClipSpotError):
-    """The call ended with UNAVAILABLE: the server went away or is draining; resume."""
+    """The call was cut (server gone, draining, network drop, Ray ingress replica lost)."""
+
+
+def _is_cut(err: grpc.RpcError) -> bool:
+    """UNAVAILABLE: the server is draining or unreachable. Serve 2.60's gRPC proxy ends a
+    call whose ingress replica died with INTERNAL "The actor died unexpectedly ..."."""
+    if err.code() == grpc.StatusCode.UNAVAILABLE:
+        return True
+    details = (err.details() or "").lower()
+    return err.code() == grpc.StatusCode.INTERNAL and "actor died" in details
 
 
 class _OpenTracks:
@@ -288,9 +297,10 @@ class _OpenTracks:
         self.next_id = 1
 
     def see(self, item: FrameResult | TrackEvent) -> None:
-        if isinstance(item, FrameResult):
+        if isinstance(item, FrameResult):  # a frame's words come before their tracks' events
             for instance in item.instances:
-                if instance.track_id in self.open:
+                if instance.track_id is not None:
+                    self.next_id = max(self.next_id, instance.track_id + 1)
                     self.last_pts[instance.track_id] = item.pts
             return
         self.next_id = max(self.next_id, item.track_id + 1)

@@ -26,6 +26,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from pipeline.model.word_reader import check_reader_name
+from pipeline.runner import EVERY_FRAME, RunnerConfig
 from services.ray_spotter import RayEngine, TextSpotter
 from services.servicer import RpcFailure, SpottingService
 
@@ -43,6 +44,7 @@ ENV_KEYS = {  # build_app argument -> environment variable the replicas read
     "reader": "CLIPSPOT_READER",
     "redis_url": "CLIPSPOT_REDIS_URL",
     "torch_threads": "CLIPSPOT_TORCH_THREADS",
+    "max_side": "CLIPSPOT_MAX_SIDE",
 }
 
 
@@ -55,11 +57,11 @@ ENV_KEYS = {  # build_app argument -> environment variable the replicas read
 class StreamIngress:
     """Serve's face of the service core: owns each bidi stream and its state."""
 
-    def __init__(self, spotter: DeploymentHandle) -> None:
+    def __init__(self, spotter: DeploymentHandle, runner: RunnerConfig | None = None) -> None:
         import cv2
 
         cv2.setNumThreads(1)  # motion following's small calls; as the embedded server pins it
-        self.service = SpottingService(RayEngine(spotter))
+        self.service = SpottingService(RayEngine(spotter), runner=runner)
 
     async def StreamSpot(self, request_stream, grpc_context):
         # Serve's gRPC context has no initial metadata: the model checksum goes as trailing.
@@ -99,7 +101,8 @@ def _fail(grpc_context, failure: RpcFailure) -> None:  # type: ignore[no-untyped
 
 BUILD_KEYS = frozenset({
     *ENV_KEYS, "spotter_replicas", "ingress_replicas", "num_gpus", "spotter_cpus",
-    "ingress_cpus", "max_batch_size", "graceful_shutdown_timeout_s",
+    "ingress_cpus", "max_batch_size", "graceful_shutdown_timeout_s", "detect_every",
+    "every_frame",
 })
 
 
@@ -108,7 +111,9 @@ def build_app(args: dict) -> serve.Application:
 
     Keys (all optional): weights, device, reader, redis_url, torch_threads (passed to replicas as
     CLIPSPOT_* env vars), spotter_replicas, ingress_replicas, num_gpus, spotter_cpus,
-    max_batch_size, ingress_cpus (0 packs test clusters), graceful_shutdown_timeout_s.
+    max_batch_size, ingress_cpus (0 packs test clusters), graceful_shutdown_timeout_s,
+    max_side (CLIPSPOT_MAX_SIDE), and the streams' default keyframe mode: detect_every (5),
+    every_frame (false), as `clipspot serve --detect-every/--every-frame`.
     An unknown key (a typo, or one of an older layout such as decoder_replicas) is refused.
     """
     unknown = sorted(set(args) - BUILD_KEYS)
@@ -142,7 +147,13 @@ def build_app(args: dict) -> serve.Application:
         ray_actor_options=ingress_actor,
         **common,
     )
-    return ingress.bind(spotter.bind())
+    return ingress.bind(spotter.bind(), _runner_config(args))
+
+
+def _runner_config(args: dict) -> RunnerConfig:
+    if str(args.get("every_frame", "")).lower() in ("1", "true", "yes"):
+        return EVERY_FRAME
+    return RunnerConfig(detect_every=max(1, int(args.get("detect_every", 5))))
 
 
 app = build_app({})
@@ -162,6 +173,9 @@ def run_ray(args: argparse.Namespace) -> int:
         "redis_url": args.redis_url,
         "torch_threads": getattr(args, "threads", None),
         "max_batch_size": getattr(args, "max_batch", None) or 8,
+        "max_side": getattr(args, "max_side", None),
+        "detect_every": getattr(args, "detect_every", 5),
+        "every_frame": bool(getattr(args, "every_frame", False)),
     }
     if getattr(args, "drain_grace", None) is not None:  # `--drain-grace`: the same grace here
         builder_args["graceful_shutdown_timeout_s"] = args.drain_grace

@@ -9,8 +9,8 @@ text encoder for a prompt.
 
 `RayEngine` is the `SpotEngine` the StreamIngress replica gives its streams: awaited handle
 calls, retried on another replica when the one answering dies (a call is idempotent).
-Replicas read CLIPSPOT_WEIGHTS, CLIPSPOT_DEVICE, CLIPSPOT_READER, CLIPSPOT_REDIS_URL and
-CLIPSPOT_TORCH_THREADS from their environment (services/ray_app.py sets them).
+Replicas read CLIPSPOT_WEIGHTS, CLIPSPOT_DEVICE, CLIPSPOT_READER, CLIPSPOT_REDIS_URL,
+CLIPSPOT_MAX_SIDE and CLIPSPOT_TORCH_THREADS from their environment (services/ray_app.py sets them).
 """
 
 from __future__ import annotations
@@ -63,6 +63,8 @@ class TextSpotter:
         self.spotter = Spotter.load(
             os.environ.get("CLIPSPOT_WEIGHTS") or None,
             device=os.environ.get("CLIPSPOT_DEVICE", "cpu"),
+            max_side=int(os.environ["CLIPSPOT_MAX_SIDE"]) if os.environ.get("CLIPSPOT_MAX_SIDE")
+            else None,
             reader=os.environ.get("CLIPSPOT_READER") or None,
             threads=threads,
         )

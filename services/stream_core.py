@@ -172,11 +172,11 @@ class _Stream:
             result = self.runner.step(item.frame)
         return result, self.runner.take_events()
 
-    def resume_point(self) -> StreamDrained:
+    def resume_point(self, reason: str = "server is shutting down") -> StreamDrained:
         next_seq = None
         if self.settings.payload_kind == "frame":  # one frame per message
             next_seq = self.settings.resume_from + self.next_frame - self.settings.first_frame
-        return StreamDrained(self.settings, self.next_frame, next_seq)
+        return StreamDrained(self.settings, self.next_frame, next_seq, reason)
 
 
 async def run_stream(
@@ -208,8 +208,13 @@ async def run_stream(
                 yield get.result()
                 continue
             get.cancel()
-            if outcome.result() is not None:
-                raise outcome.result()  # at once: queued results are not waited for
+            failure = outcome.result()
+            if isinstance(failure, ClipSpotError) and not isinstance(failure, StreamError):
+                # The model side failed (e.g. no TextSpotter replica for ~30 s): not the
+                # client's fault, and nothing is lost by resuming.
+                raise stream.resume_point(f"the model is unavailable ({failure})")
+            if failure is not None:
+                raise failure  # at once: queued results are not waited for
             while not stream.out.empty():
                 yield stream.out.get_nowait()
             break

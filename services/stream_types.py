@@ -116,13 +116,20 @@ class ServerDraining(ClipSpotError):
 
 
 class StreamDrained(Exception):
-    """The server is shutting down: the stream got its end events; resume at `next_frame`."""
+    """The stream was cut by the server's side (shutdown, or the model unreachable); resume
+    at `next_frame`."""
 
-    def __init__(self, settings: StreamSettings, next_frame: int, next_seq: int | None) -> None:
+    def __init__(
+        self,
+        settings: StreamSettings,
+        next_frame: int,
+        next_seq: int | None,
+        reason: str = "server is shutting down",
+    ) -> None:
         where = f"frame {next_frame}" + ("" if next_seq is None else f" (seq {next_seq})")
         super().__init__(
-            f"{settings.label}: server is shutting down; every frame before {where} was "
-            f"answered; reconnect and resume from there"
+            f"{settings.label}: {reason}; every frame before {where} was answered; "
+            "reconnect and resume from there"
         )
         self.next_frame = next_frame
         self.next_seq = next_seq

@@ -97,13 +97,24 @@ def test_build_app_builds_what_the_configs_name() -> None:
 
     app = build_app({"spotter_replicas": 2, "ingress_cpus": 0.5, "num_gpus": 0.5})
     ingress = app._bound_deployment
-    (spotter_app,) = ingress.init_args
+    spotter_app, runner = ingress.init_args
     spotter = spotter_app._bound_deployment
+    assert (runner.detect_every, runner.adaptive) == (5, True)  # streams' default mode
     assert {ingress.name, spotter.name} == DEPLOYMENTS
     assert ingress.ray_actor_options["num_cpus"] == 0.5
     assert spotter.ray_actor_options["num_gpus"] == 0.5
     assert spotter.num_replicas == 2
     assert spotter.user_config == {"max_batch_size": 8}
+
+
+def test_build_app_passes_the_streams_default_mode_and_max_side() -> None:
+    from services.ray_app import build_app
+
+    app = build_app({"every_frame": True, "max_side": 640})
+    _, runner = app._bound_deployment.init_args
+    assert (runner.detect_every, runner.read_changes_only) == (1, False)
+    spotter = app._bound_deployment.init_args[0]._bound_deployment
+    assert spotter.ray_actor_options["runtime_env"]["env_vars"]["CLIPSPOT_MAX_SIDE"] == "640"
 
 
 def test_build_app_refuses_unknown_and_retired_keys() -> None:

@@ -506,11 +506,6 @@ def test_spotter_scaling_and_a_killed_replica_cut_no_stream(ray_service, long_vi
     print(f"disturbed run: {elapsed:.1f} s, {retries} spotter calls repeated on another replica")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "services/client.py resumes only on UNAVAILABLE, but Serve 2.60's gRPC proxy ends a call "
-    "whose replica died with INTERNAL ('The actor died unexpectedly before finishing this "
-    "task.'); and _OpenTracks takes first_track_id from track events only, so a track seen in "
-    "results before its 'started' event gets its id reused after the resume"))
 def test_a_lost_ingress_cuts_its_streams_and_the_client_resumes(ray_service, long_video):
     """The ingress holds the streams, so losing it cuts them; `SpotClient.stream_video`
     (what `clipspot stream` uses) reconnects and resumes: every frame once, in order, and the

@@ -1,11 +1,14 @@
 """`clipspot spot INPUT`: read the text in an image, a folder of images, a video or a stream URL.
 
     clipspot spot street.mp4 --out street.jsonl --render street_annotated.mp4 --detect-every 2
+    clipspot spot street.mp4 --captions street.vtt --events street_tracks.jsonl
 
 JSON Lines go to stdout (or --out), one line per image or frame (pipeline/jsonl.py); progress
 and the final summary go to stderr. Video is tracked, so `track_id` is filled and each word's
 text is its track's voted text; images have `track_id` null. `--render` writes the annotated
-result: an MP4 for video, an image file for one image, a folder of images for a folder.
+result: an MP4 for video, an image file for one image, a folder of images for a folder. On
+video, `--events` writes each track's start, text updates and end (the lines `clipspot stream
+--events` writes) and `--captions` one WebVTT or SRT cue per track (pipeline/captions.py).
 """
 
 from __future__ import annotations
@@ -14,19 +17,20 @@ import argparse
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
-from dataclasses import replace
 from pathlib import Path
 from typing import IO
 
 import cv2
 from tqdm import tqdm
 
-from pipeline.decode import IMAGE_SUFFIXES, VideoReader, input_kind, iter_input
+from pipeline.captions import caption_format
+from pipeline.decode import IMAGE_SUFFIXES, input_kind, iter_input
 from pipeline.errors import ClipSpotError
-from pipeline.jsonl import write_frame_result
+from pipeline.jsonl import write_frame_result, write_items
 from pipeline.render import VideoWriter, draw_instances, write_image
-from pipeline.runner import EVERY_FRAME, RunnerConfig, VideoRunner, run_images
+from pipeline.runner import RunnerConfig, run_images
 from pipeline.types import FrameResult
+from pipeline.video_job import VideoJob, runner_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="write JSON Lines here instead of stdout")
     parser.add_argument(
         "--render", help="annotated output: .mp4 for video, an image file or a folder for images"
+    )
+    parser.add_argument(
+        "--captions", help="video: write one caption per text track here (.vtt or .srt)"
+    )
+    parser.add_argument(
+        "--events", help="video: write track events (started/updated/ended) as JSON Lines here"
     )
     parser.add_argument("--weights", help="ClipSpot weights file (default: the shipped weights)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
@@ -89,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     if args.input_scale is not None and not 0.1 <= args.input_scale <= 4:
         raise ClipSpotError(f"--input-scale must be between 0.1 and 4, got {args.input_scale}")
     kind = input_kind(args.input)  # a missing path fails here, before the model loads
+    _check_video_outputs(args, kind)
     _set_threads(args.threads)
     from pipeline.model.word_reader import check_reader_name
     from pipeline.spotter import Spotter  # torch import: only once the input is known good
@@ -105,19 +116,33 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads or None,
     )
     with ExitStack() as stack:
-        out: IO[str] = sys.stdout
-        if args.out:
-            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            out = stack.enter_context(open(args.out, "w", encoding="utf-8"))
+        out = _open(stack, args.out) if args.out else sys.stdout
         if kind == "video":
-            summary = _spot_video(args, spotter, out)
+            events_out = _open(stack, args.events) if args.events else None
+            summary = _spot_video(args, spotter, out, events_out)
         else:
             summary = _spot_images(args, spotter, out, kind)
     target = args.out or "stdout"
     render = f", annotated output in {args.render}" if args.render else ""
+    render += f", captions in {args.captions}" if args.captions else ""
+    render += f", track events in {args.events}" if args.events else ""
     model = f"model {spotter.checksum} (reader {_reader_name(spotter)})"
     print(f"clipspot spot: {summary}; {model}; JSON Lines in {target}{render}", file=sys.stderr)
     return 0
+
+
+def _check_video_outputs(args: argparse.Namespace, kind: str) -> None:
+    """--captions and --events describe tracks, which only video has; checked before loading."""
+    for flag, value in (("--captions", args.captions), ("--events", args.events)):
+        if value and kind != "video":
+            raise ClipSpotError(f"{flag} needs a video input; {args.input} is not a video")
+    if args.captions:
+        caption_format(args.captions)
+
+
+def _open(stack: ExitStack, path: str) -> IO[str]:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return stack.enter_context(open(path, "w", encoding="utf-8"))
 
 
 def _reader_name(spotter: object) -> str:
@@ -133,43 +158,38 @@ def _set_threads(threads: int) -> None:
         cv2.setNumThreads(threads)
 
 
-def _spot_video(args: argparse.Namespace, spotter: object, out: IO[str]) -> str:
-    reader = VideoReader(args.input, threads=max(args.threads, 0))
-    if args.every_frame:
-        config = replace(EVERY_FRAME, batch_size=args.batch_size)
-    else:
-        config = RunnerConfig(
-            detect_every=args.detect_every,
-            adaptive=args.keyframes == "adaptive",
-            batch_size=args.batch_size,
-        )
-    runner = VideoRunner(spotter, config, source=args.input)  # type: ignore[arg-type]
+def _spot_video(
+    args: argparse.Namespace, spotter: object, out: IO[str], events_out: IO[str] | None
+) -> str:
+    config = runner_config(args.detect_every, args.keyframes, args.every_frame, args.batch_size)
+    job = VideoJob(spotter, args.input, config, threads=max(args.threads, 0))  # type: ignore[arg-type]
     if args.render and Path(args.render).suffix.lower() != ".mp4":
         raise ClipSpotError(f"{args.render}: --render for a video must be an .mp4 file")
     images = {}  # frame index -> image, kept only until rendered
 
     def frames() -> Iterator:
-        for frame in reader:
+        for frame in job.reader:
             if args.render:
                 images[frame.index] = frame.image
             yield frame
 
     words = 0
     progress = tqdm(
-        total=reader.info.frame_count, unit="frame", file=sys.stderr, leave=False, disable=None
+        total=job.info.frame_count, unit="frame", file=sys.stderr, leave=False, disable=None
     )
     with ExitStack() as stack:
         writer = None
         if args.render:
-            writer = stack.enter_context(VideoWriter(args.render, fps=reader.info.fps or 25.0))
-        for result in runner.run(frames()):
-            write_frame_result(result, out)
+            writer = stack.enter_context(VideoWriter(args.render, fps=job.info.fps or 25.0))
+        for result in write_items(job.items(frames()), out, events_out):
             words += len(result.instances)
             if writer is not None:
                 writer.write(draw_instances(images.pop(result.frame), result.instances), result.pts)
             progress.update(1)
     progress.close()
-    runner.finish()
+    if args.captions:
+        job.captions.write(args.captions)
+    runner = job.runner
     spent = ", ".join(f"{k} {v / max(1, runner.frames_seen) * 1000:.1f}" for k, v in
                       runner.seconds.items())
     return (

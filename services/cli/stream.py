@@ -13,7 +13,6 @@ lines go to stdout (or --out); track events (started/updated/ended) to --events 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -29,9 +28,9 @@ from pipeline.decode import (
     read_image,
 )
 from pipeline.errors import ClipSpotError
-from pipeline.jsonl import write_frame_result
+from pipeline.jsonl import write_items
 from pipeline.render import VideoWriter, draw_instances, write_image
-from pipeline.types import FrameResult, TrackEvent
+from pipeline.types import FrameResult
 
 if TYPE_CHECKING:
     from services.client import SpotClient
@@ -97,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
             items = client.stream_video(args.input, options)
         renderer = _Renderer(args.input, kind, args.render, stack) if args.render else None
         frames, words, tracks = 0, 0, set()
-        for result in _write(items, out, events_out):
+        for result in write_items(items, out, events_out):
             frames += 1
             words += len(result.instances)
             tracks.update(i.track_id for i in result.instances if i.track_id is not None)
@@ -147,28 +146,3 @@ def _open(stack: ExitStack, path: str | None) -> IO[str] | None:
 def _spot_one_image(client: SpotClient, path: str, prompt: str | None) -> Iterator[FrameResult]:
     instances = client.spot_image(Path(path).read_bytes(), prompt)
     yield FrameResult(source=path, frame=0, pts=None, instances=tuple(instances))
-
-
-def _write(
-    items: Iterator[FrameResult | TrackEvent], out: IO[str], events_out: IO[str] | None
-) -> Iterator[FrameResult]:
-    """Write frame lines (and track events, if asked) as they arrive; yield the frames."""
-    for item in items:
-        if isinstance(item, TrackEvent):
-            if events_out is not None:
-                events_out.write(json.dumps(_event_dict(item), ensure_ascii=False) + "\n")
-                events_out.flush()
-            continue
-        write_frame_result(item, out)
-        yield item
-
-
-def _event_dict(event: TrackEvent) -> dict:
-    return {
-        "event": event.kind,
-        "track_id": event.track_id,
-        "text": event.text,
-        "score": round(float(event.score), 4),
-        "first_pts": event.first_pts,
-        "last_pts": event.last_pts,
-    }
