@@ -3,21 +3,24 @@
 One line per image or frame:
   {"source": str, "frame": int, "pts": float|null,
    "instances": [{"polygon": [[x, y], ...], "text": str, "score": float, "track_id": int|null}]}
-plus `"dropped": true` on frames the server did not spot (drop policy). This module is the only
-place FrameResult <-> JSON happens.
+plus `"dropped": true` on frames the server did not spot (drop policy). Track events (`--events`
+of `clipspot spot` and `clipspot stream`) are one line each:
+  {"event": "started"|"updated"|"ended", "track_id": int, "text": str, "score": float,
+   "first_pts": float|null, "last_pts": float|null}
+This module is the only place FrameResult/TrackEvent <-> JSON happens.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
 from pipeline.errors import ClipSpotError
-from pipeline.types import FrameResult, TextInstance
+from pipeline.types import FrameResult, TextInstance, TrackEvent
 
 
 def instance_to_dict(instance: TextInstance) -> dict[str, Any]:
@@ -48,6 +51,37 @@ def frame_result_to_line(result: FrameResult) -> str:
 def write_frame_result(result: FrameResult, out: IO[str]) -> None:
     out.write(frame_result_to_line(result) + "\n")
     out.flush()
+
+
+def track_event_to_dict(event: TrackEvent) -> dict[str, Any]:
+    """The polygon is left out: a track's place is in the frame lines, by its track_id."""
+    return {
+        "event": event.kind,
+        "track_id": event.track_id,
+        "text": event.text,
+        "score": round(float(event.score), 4),
+        "first_pts": event.first_pts,
+        "last_pts": event.last_pts,
+    }
+
+
+def write_track_event(event: TrackEvent, out: IO[str]) -> None:
+    out.write(json.dumps(track_event_to_dict(event), ensure_ascii=False) + "\n")
+    out.flush()
+
+
+def write_items(
+    items: Iterable[FrameResult | TrackEvent], out: IO[str], events_out: IO[str] | None = None
+) -> Iterator[FrameResult]:
+    """Write frame lines to `out` and track events to `events_out` (if given) as they arrive;
+    yield the frames, for callers that also count or render them."""
+    for item in items:
+        if isinstance(item, TrackEvent):
+            if events_out is not None:
+                write_track_event(item, events_out)
+            continue
+        write_frame_result(item, out)
+        yield item
 
 
 def frame_result_from_dict(line: dict[str, Any]) -> FrameResult:

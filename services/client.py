@@ -38,7 +38,7 @@ from services.rpc.clipspot.v1 import spotting_pb2 as pb
 from services.rpc.clipspot.v1 import spotting_pb2_grpc as pb_grpc
 from services.stream_types import DropPolicy
 
-_MAX_MESSAGE = 64 * 1024 * 1024
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -91,8 +91,8 @@ class SpotClient:
         self.target = target
         self.timeout_s = timeout_s  # None: long-lived streams have no deadline
         self._channel = grpc.insecure_channel(target, options=[
-            ("grpc.max_receive_message_length", _MAX_MESSAGE),
-            ("grpc.max_send_message_length", _MAX_MESSAGE),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ])
         self._stub = pb_grpc.TextSpottingStub(self._channel)
         self.resumed_at: list[int] = []  # frames answered when the last stream resumed
@@ -119,7 +119,7 @@ class SpotClient:
         try:
             response = self._stub.SpotImage(request, timeout=self.timeout_s)
         except grpc.RpcError as err:
-            raise _as_error(self.target, err) from None
+            raise rpc_error_as_clipspot(self.target, err) from None
         return [instance_from_proto(i) for i in response.instances]
 
     def stream_video(
@@ -221,8 +221,8 @@ class SpotClient:
             if sender.error is not None:
                 raise sender.error from None
             if _is_cut(err):
-                raise ResumableError(str(_as_error(self.target, err))) from None
-            raise _as_error(self.target, err) from None
+                raise ResumableError(str(rpc_error_as_clipspot(self.target, err))) from None
+            raise rpc_error_as_clipspot(self.target, err) from None
         finally:
             credits.close()
             call.cancel()
@@ -332,7 +332,7 @@ def _read(path: Path) -> bytes:
         raise ClipSpotError(f"{path}: cannot read image ({err.strerror})") from None
 
 
-def _as_error(target: str, err: grpc.RpcError) -> ClipSpotError:
+def rpc_error_as_clipspot(target: str, err: grpc.RpcError) -> ClipSpotError:
     code = err.code() if hasattr(err, "code") else None
     details = err.details() if hasattr(err, "details") else str(err)
     name = code.name if code is not None else "ERROR"

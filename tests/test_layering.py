@@ -1,4 +1,5 @@
-"""`pipeline` is pure library code: it never imports ray, grpc, redis or the serving layer.
+"""`pipeline` is pure library code: it never imports ray, grpc, redis, the serving layer or
+the `clipspot` API package (which wraps both).
 
 Checked statically on every import statement (also lazy ones inside functions), and dynamically
 by importing the whole package in a fresh interpreter and looking at sys.modules.
@@ -12,7 +13,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FORBIDDEN = ("ray", "grpc", "grpc_health", "grpc_reflection", "redis", "services", "proto")
+FORBIDDEN = ("ray", "grpc", "grpc_health", "grpc_reflection", "redis", "services", "proto",
+             "clipspot")
 
 
 def _imported_modules(path: Path) -> set[str]:

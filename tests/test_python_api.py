@@ -156,3 +156,28 @@ def test_async_client_errors_are_clipspot_errors(server, tmp_path):
         asyncio.run(_stream_missing(server.target, tmp_path / "missing.mp4"))
     with pytest.raises(clipspot.ClipSpotError, match="no ClipSpot server answered"):
         asyncio.run(_wait_nowhere())
+
+
+async def _paced() -> list[str]:
+    """What the request side sends as credits arrive: never a payload without a credit."""
+    from clipspot.aio_client import _Credits, _Failure, _requests
+    from services.rpc.clipspot.v1 import spotting_pb2 as pb
+
+    payloads = iter([pb.StreamRequest(chunk=pb.Chunk(data=bytes([n]))) for n in range(5)])
+    credits = _Credits()
+    requests = _requests(pb.StreamConfig(stream_id="s"), payloads, credits, _Failure())
+    sent = [(await anext(requests)).WhichOneof("message")]  # the config needs no credit
+    credits.grant(2)
+    sent += [f"chunk {(await anext(requests)).chunk.seq}" for _ in range(2)]
+    waiting = asyncio.ensure_future(anext(requests))
+    await asyncio.sleep(0.05)
+    sent.append("waits" if not waiting.done() else "sent without a credit")
+    credits.grant(1)
+    sent.append(f"chunk {(await waiting).chunk.seq}")
+    credits.close()
+    sent.append("stops" if [r async for r in requests] == [] else "sent after the end")
+    return sent
+
+
+def test_async_client_sends_one_message_per_credit():
+    assert asyncio.run(_paced()) == ["config", "chunk 0", "chunk 1", "waits", "chunk 2", "stops"]

@@ -141,8 +141,11 @@ def _check_video_outputs(args: argparse.Namespace, kind: str) -> None:
 
 
 def _open(stack: ExitStack, path: str) -> IO[str]:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return stack.enter_context(open(path, "w", encoding="utf-8"))
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return stack.enter_context(open(path, "w", encoding="utf-8"))
+    except OSError as err:
+        raise ClipSpotError(f"{path}: cannot write ({err.strerror})") from None
 
 
 def _reader_name(spotter: object) -> str:
@@ -177,18 +180,21 @@ def _spot_video(
     progress = tqdm(
         total=job.info.frame_count, unit="frame", file=sys.stderr, leave=False, disable=None
     )
-    with ExitStack() as stack:
-        writer = None
-        if args.render:
-            writer = stack.enter_context(VideoWriter(args.render, fps=job.info.fps or 25.0))
-        for result in write_items(job.items(frames()), out, events_out):
-            words += len(result.instances)
-            if writer is not None:
-                writer.write(draw_instances(images.pop(result.frame), result.instances), result.pts)
-            progress.update(1)
-    progress.close()
-    if args.captions:
-        job.captions.write(args.captions)
+    try:
+        with ExitStack() as stack:
+            writer = None
+            if args.render:
+                writer = stack.enter_context(VideoWriter(args.render, fps=job.info.fps or 25.0))
+            for result in write_items(job.items(frames()), out, events_out):
+                words += len(result.instances)
+                if writer is not None:
+                    image = images.pop(result.frame)
+                    writer.write(draw_instances(image, result.instances), result.pts)
+                progress.update(1)
+    finally:
+        progress.close()
+        if args.captions:  # also on Ctrl-C: a live stream's captions up to there
+            job.captions.write(args.captions)
     runner = job.runner
     spent = ", ".join(f"{k} {v / max(1, runner.frames_seen) * 1000:.1f}" for k, v in
                       runner.seconds.items())
