@@ -7,7 +7,11 @@ client sends faster than the server keeps up:
 - "none": `wait_for_room()` blocks the decoder, so no credit is granted and the client stops.
 - "drop_oldest": the oldest waiting frame is marked dropped (its pixels are released at once);
   it still leaves the queue in its place and is answered with the tracks carried, flagged dropped.
-- "keep_latest": the same with a bound of one: only the newest frame waits with its pixels.
+- "keep_latest": every waiting frame but the newest is dropped, so the stream catches up at once.
+
+The bound is frames, not keyframes: between keyframes a frame costs the runner ~2 ms (motion),
+a keyframe ~100 ms, so a bound of a few frames absorbs one keyframe's delay at 30 fps without
+dropping; a bound of one would drop most frames (measured: 194 of 240 at 30 fps, 640x360).
 
 Transport-independent: asyncio only, no gRPC.
 """
@@ -47,7 +51,7 @@ class FrameQueue:
         if policy not in DROP_POLICIES:
             raise ValueError(f"unknown drop policy {policy!r}")
         self.policy = policy
-        self.max_waiting = 1 if policy == "keep_latest" else max(1, max_waiting)
+        self.max_waiting = max(1, max_waiting)
         self.dropped_count = 0
         self._items: deque[QueuedFrame] = deque()
         self._waiting = 0  # items not dropped
@@ -81,8 +85,11 @@ class FrameQueue:
 
     def _drop_overflow(self) -> None:
         # Oldest first: a live feed cares about what is on screen now.
+        if self._waiting <= self.max_waiting:
+            return
+        keep = 1 if self.policy == "keep_latest" else self.max_waiting
         for queued in self._items:
-            if self._waiting <= self.max_waiting:
+            if self._waiting <= keep:
                 return
             if not queued.dropped:
                 queued.dropped = True

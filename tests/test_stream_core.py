@@ -149,24 +149,35 @@ def _frame(index: int) -> QueuedFrame:
     return QueuedFrame(seq=index, frame=VideoFrame(index, None, np.zeros((2, 2, 3), np.uint8)))
 
 
-async def _fill_then_drain(policy: str, max_waiting: int, count: int) -> list[QueuedFrame]:
+async def _fill_then_drain(
+    policy: str, max_waiting: int, count: int
+) -> tuple[list[QueuedFrame], list[int]]:
+    """Put `count` frames with nobody taking any (the client outruns the server); returns the
+    frames as they leave, and how many waited with their pixels after each put."""
     queue = FrameQueue(policy, max_waiting)
-    for index in range(count):  # nobody spots meanwhile: the client outruns the server
+    waiting = []
+    for index in range(count):
         await queue.put(_frame(index))
+        waiting.append(queue.waiting)
     await queue.close()
     out = []
     while (item := await queue.get()) is not None:
         out.append(item)
-    return out
+    return out, waiting
 
 
 def test_drop_policies_keep_order_and_account_for_every_frame() -> None:
-    latest = asyncio.run(_fill_then_drain("keep_latest", 8, 6))
+    latest, waiting = asyncio.run(_fill_then_drain("keep_latest", 3, 6))
     assert [i.frame.index for i in latest] == list(range(6))
-    assert [i.dropped for i in latest] == [True] * 5 + [False]
+    # Over the bound, everything but the newest frame is dropped: the stream catches up.
+    assert waiting == [1, 2, 3, 1, 2, 3]
+    assert [i.dropped for i in latest] == [True] * 3 + [False] * 3
     assert all(i.frame.image.size == 0 for i in latest if i.dropped)  # pixels released
-    oldest = asyncio.run(_fill_then_drain("drop_oldest", 2, 6))
-    assert [i.dropped for i in oldest] == [True] * 4 + [False] * 2
+    oldest, waiting = asyncio.run(_fill_then_drain("drop_oldest", 3, 6))
+    assert waiting == [1, 2, 3, 3, 3, 3]  # one at a time, oldest first
+    assert [i.dropped for i in oldest] == [True] * 3 + [False] * 3
+    kept, waiting = asyncio.run(_fill_then_drain("drop_oldest", 8, 6))
+    assert not any(i.dropped for i in kept)  # within the bound nothing is dropped
 
 
 def test_policy_none_holds_the_reader_until_a_frame_is_taken() -> None:
