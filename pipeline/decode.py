@@ -13,7 +13,10 @@ order with `pts` in seconds exactly as the container says (it may not start at 0
 
 from __future__ import annotations
 
+import io
 import re
+import struct
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +25,7 @@ from typing import Literal
 import av
 import cv2
 import numpy as np
+from PIL import Image
 
 from pipeline.errors import ClipSpotError
 from pipeline.stream_decode import StreamDecoder, remux_streamable, remux_to_mpegts
@@ -29,6 +33,7 @@ from pipeline.types import VideoFrame
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "MAX_IMAGE_PIXELS",
     "StreamDecoder",
     "VideoReader",
     "decode_image_bytes",
@@ -44,6 +49,9 @@ __all__ = [
 InputKind = Literal["image", "directory", "video"]
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 _URL = re.compile(r"^(rtsp|rtsps|rtmp|http|https|udp|tcp|srt|file):", re.IGNORECASE)
+# 8192x8192: the largest raw frame a stream may declare (SessionLimits.max_raw_side); 201 MB
+# once decoded to RGB.
+MAX_IMAGE_PIXELS = 8192 * 8192
 _OPEN_TIMEOUT_S = 10.0  # a dead camera URL fails in seconds instead of hanging the CLI
 
 
@@ -85,19 +93,84 @@ def read_image(path: str | Path) -> np.ndarray:
 
 
 def decode_image_bytes(
-    data: bytes, shape: tuple[int, ...] | None = None, name: str = "image"
+    data: bytes,
+    shape: tuple[int, ...] | None = None,
+    name: str = "image",
+    max_pixels: int = MAX_IMAGE_PIXELS,
 ) -> np.ndarray:
     """Decode one frame sent as bytes: JPEG/PNG/... when `shape` is None, else raw RGB uint8 of
-    `shape` (H, W, 3) (or (H, W) grey, expanded to RGB)."""
+    `shape` (H, W, 3) (or (H, W) grey, expanded to RGB).
+
+    An encoded image's size is read from its header first: one declaring more than
+    `max_pixels` is refused before anything is decoded (a 400 KB PNG can declare 20000x20000,
+    2.4 GB once decoded to RGB), and so is data whose header no reader recognises.
+    """
     if shape is not None:
         return _raw_frame(data, tuple(int(s) for s in shape), name)
-    buf = np.frombuffer(data, dtype=np.uint8)
-    image = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
-    if image is None:
+    unreadable = f"{name}: not a readable image ({len(data)} bytes; corrupt or unsupported)"
+    size = _declared_size(data)
+    if size is None:
+        raise ClipSpotError(unreadable)
+    width, height = size
+    if width * height > max_pixels:
         raise ClipSpotError(
-            f"{name}: not a readable image ({len(data)} bytes; corrupt or unsupported)"
+            f"{name}: image declares {width}x{height} pixels, above the limit of "
+            f"{max_pixels} pixels; refused without decoding"
         )
+    try:
+        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:
+        image = None
+    if image is None:
+        raise ClipSpotError(unreadable)
     return np.ascontiguousarray(image[:, :, ::-1])
+
+
+def _declared_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from an encoded image's header, without decoding; None: unrecognised."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
+        width, height = struct.unpack(">II", data[16:24])
+        return width, height
+    if data[:2] == b"\xff\xd8":
+        return _jpeg_size(data)
+    try:  # BMP, WebP, TIFF, ...: Pillow reads the header only (decoding is lazy)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                return image.size
+    except Image.DecompressionBombError:
+        return 1 << 31, 1  # Pillow's own bomb limit (about 179 M pixels) is past ours
+    except (OSError, ValueError, SyntaxError, struct.error, EOFError):
+        return None
+
+
+_JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE,
+                       0xCF})
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """Walk the JPEG marker segments to the frame header (SOFn: precision, height, width)."""
+    at = 2
+    while at + 4 <= len(data):
+        if data[at] != 0xFF:
+            return None
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # no length field
+            at += 2
+            continue
+        length = int.from_bytes(data[at + 2:at + 4], "big")
+        if marker in _JPEG_SOF:
+            if at + 9 > len(data):
+                return None
+            height, width = struct.unpack(">HH", data[at + 5:at + 9])
+            return width, height
+        if marker == 0xDA or length < 2:  # scan data before any frame header
+            return None
+        at += 2 + length
+    return None
 
 
 def _raw_frame(data: bytes, shape: tuple[int, ...], name: str) -> np.ndarray:

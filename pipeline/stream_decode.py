@@ -132,7 +132,13 @@ class StreamDecoder:
         self._thread.join()
         if self._received == 0:
             return []  # nothing was sent: an empty stream, not a corrupt one
-        return self._take()
+        frames = self._take()
+        if self._count == 0:  # bytes came, yet not one frame: not video we can decode
+            raise ClipSpotError(
+                f"{self.name}: no decodable video in {self._received} bytes of {self.kind} "
+                "(truncated before the first keyframe, or not H.264/HEVC video)"
+            )
+        return frames
 
     def _take(self) -> list[VideoFrame]:
         with self._lock:
@@ -177,6 +183,11 @@ class StreamDecoder:
                 if not container.streams.video:
                     raise ClipSpotError(f"{self.name}: the {self.kind} stream has no video track")
                 stream = container.streams.video[0]
+                if stream.codec_context is None:  # e.g. AVS2: demuxed, but no decoder here
+                    raise ClipSpotError(
+                        f"{self.name}: the {self.kind} stream's video codec cannot be decoded "
+                        "here (no decoder for it; send H.264 or HEVC)"
+                    )
                 stream.codec_context.thread_count = self._threads
                 for frame in container.decode(stream):
                     rgb = frame.to_ndarray(format="rgb24")

@@ -1,8 +1,13 @@
 """The embedded gRPC server: TextSpotting + health + reflection in one grpc.aio process.
 
-    server = EmbeddedServer(LocalEngine(Spotter.load()), ServerConfig(port=50051))
-    await server.start()
+    server = EmbeddedServer(None, ServerConfig(port=50051, metrics_port=9464))
+    await server.start()         # listening; health NOT_SERVING, calls UNAVAILABLE
+    await server.set_engine(LocalEngine(Spotter.load()))   # health SERVING
     await server.wait()          # returns after SIGTERM/SIGINT (or `request_stop()`) and draining
+
+(`EmbeddedServer(engine, config)` with the engine at hand is SERVING as soon as it starts.)
+Prometheus metrics (services/metrics.py) are served on `metrics_port` at /metrics; reflection
+answers v1 and v1alpha (services/reflection.py).
 
 Each call goes to the one service core (services/servicer.py); this file only maps its
 `RpcFailure`s onto `context.abort`. Shutdown drains: health turns NOT_SERVING while the
@@ -22,11 +27,12 @@ from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from pipeline.errors import ClipSpotError
 from pipeline.runner import RunnerConfig
-from services.engines import SpotEngine
+from services.engines import LocalEngine, SpotEngine
+from services.metrics import PrometheusSink, Recorder, serve_metrics
+from services.reflection import enable_reflection
 from services.rpc.clipspot.v1 import spotting_pb2 as pb
 from services.rpc.clipspot.v1 import spotting_pb2_grpc as pb_grpc
 from services.servicer import RpcFailure, SpottingService
@@ -44,6 +50,7 @@ class ServerConfig:
     host: str = "[::]"
     max_message_bytes: int = 64 * 1024 * 1024  # raw 1080p RGB is 6.2 MB; gRPC's default is 4 MiB
     drain_grace_s: float = 30.0  # how long open streams get to finish after SIGTERM
+    metrics_port: int | None = None  # Prometheus /metrics; None: off; 0: the OS picks (tests)
     limits: SessionLimits = field(default_factory=SessionLimits)
     runner: RunnerConfig = field(default_factory=RunnerConfig)  # streams' default keyframe mode
 
@@ -55,16 +62,16 @@ class TextSpottingServicer(pb_grpc.TextSpottingServicer):
         self.service = service
 
     async def StreamSpot(self, request_iterator, context):
-        await context.send_initial_metadata(await self.service.model_metadata())
         try:
+            await context.send_initial_metadata(await self.service.model_metadata())
             async for response in self.service.stream_spot(request_iterator):
                 yield response
         except RpcFailure as failure:
             await context.abort(failure.code, failure.message)
 
     async def SpotImage(self, request, context):
-        await context.send_initial_metadata(await self.service.model_metadata())
         try:
+            await context.send_initial_metadata(await self.service.model_metadata())
             return await self.service.spot_image(request)
         except RpcFailure as failure:
             await context.abort(failure.code, failure.message)
@@ -73,12 +80,22 @@ class TextSpottingServicer(pb_grpc.TextSpottingServicer):
 class EmbeddedServer:
     """grpc.aio server with the TextSpotting, Health and Reflection services."""
 
-    def __init__(self, engine: SpotEngine, config: ServerConfig | None = None) -> None:
+    def __init__(self, engine: SpotEngine | None, config: ServerConfig | None = None) -> None:
         self.engine = engine
         self.config = config or ServerConfig()
-        self.service = SpottingService(engine, self.config.limits, self.config.runner)
+        self.registry = None  # its own prometheus registry: tests run several servers at once
+        sink = None
+        if self.config.metrics_port is not None:
+            import prometheus_client
+
+            self.registry = prometheus_client.CollectorRegistry()
+            sink = PrometheusSink(self.registry)
+        self.service = SpottingService(None, self.config.limits, self.config.runner,
+                                       metrics=Recorder(sink))
         self.health = health.aio.HealthServicer()
         self.port: int | None = None
+        self.metrics_port: int | None = None
+        self._metrics_http: object | None = None
         self._stop = asyncio.Event()
         self._server: grpc.aio.Server | None = None
 
@@ -90,19 +107,47 @@ class EmbeddedServer:
         ])
         pb_grpc.add_TextSpottingServicer_to_server(TextSpottingServicer(self.service), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        names = (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
-        reflection.enable_server_reflection(names, server)
+        enable_reflection((SERVICE_NAME, health.SERVICE_NAME), server)
         address = f"{self.config.host}:{self.config.port}"
         self.port = server.add_insecure_port(address)
         if not self.port:
             raise ClipSpotError(f"serve: cannot listen on {address} (port in use?)")
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)  # before any probe
         await server.start()
         self._server = server
-        serving = health_pb2.HealthCheckResponse.SERVING
-        await self.health.set("", serving)
-        await self.health.set(SERVICE_NAME, serving)
-        log.info("serving %s on port %d", SERVICE_NAME, self.port)
+        if self.config.metrics_port is not None:
+            self._start_metrics()
+        log.info("listening for %s on port %d", SERVICE_NAME, self.port)
+        if self.engine is not None:
+            await self.set_engine(self.engine)
         return self.port
+
+    def _start_metrics(self) -> None:
+        # Metrics are secondary: a taken port (a second server on the machine) is logged
+        # loudly, but the server still spots.
+        try:
+            self._metrics_http, self.metrics_port = serve_metrics(
+                self.registry, self.config.host, self.config.metrics_port or 0)
+        except OSError as err:
+            log.error("no Prometheus metrics: cannot listen on port %s (%s); serving without",
+                      self.config.metrics_port, err)
+            return
+        log.info("Prometheus metrics on port %d at /metrics", self.metrics_port)
+
+    async def set_engine(self, engine: SpotEngine) -> None:
+        """The model is loaded: ask it which model it is, then report SERVING."""
+        self.engine = engine
+        self.service.set_engine(engine)
+        if isinstance(engine, LocalEngine):  # its prompt cache counts hits in this process
+            self.service.metrics.cache = engine.cache.stats
+        await self.service.warm_up()
+        if self.service.health_status() == health_pb2.HealthCheckResponse.SERVING:
+            await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+            log.info("serving %s on port %d", SERVICE_NAME, self.port)
+
+    async def _set_health(self, status: int) -> None:
+        await self.health.set("", status)
+        await self.health.set(SERVICE_NAME, status)
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -128,5 +173,10 @@ class EmbeddedServer:
             await asyncio.wait_for(self.service.idle.wait(), grace)
         await self._server.stop(1.0)  # every stream has ended (or the grace is spent)
         self._server = None
-        await self.engine.close()
+        if self._metrics_http is not None:
+            http, self._metrics_http = self._metrics_http, None
+            await asyncio.to_thread(http.shutdown)  # type: ignore[attr-defined]
+            http.server_close()  # type: ignore[attr-defined]
+        if self.engine is not None:
+            await self.engine.close()
         log.info("stopped")

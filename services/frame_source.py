@@ -42,8 +42,10 @@ class FrameSource:
         label, expected = self.settings.label, self.settings.payload_kind
         if payload.kind is None:
             if "config" in payload.what:
-                raise StreamError(f"{label}: a second StreamConfig after seq "
-                                  f"{self.next_seq - 1}; send one config per stream")
+                where = ("before any " + expected if self.next_seq == self.settings.resume_from
+                         else f"after seq {self.next_seq - 1}")
+                raise StreamError(f"{label}: a second StreamConfig {where}; "
+                                  "send one config per stream")
             raise StreamError(f"{label}: expected a {expected} message for input kind "
                               f"{self.settings.kind}, got {payload.what}")
         if payload.kind != expected:

@@ -12,8 +12,10 @@ Lines as one that never left the process.
 from __future__ import annotations
 
 import math
+from collections.abc import AsyncIterator
 
 import numpy as np
+from google.protobuf.message import DecodeError
 
 from pipeline.types import FrameResult, TextInstance, TrackEvent, TrackEventKind
 from services.rpc.clipspot.v1 import spotting_pb2 as pb
@@ -102,6 +104,26 @@ def _raw_shape(
         raise StreamError(f"{label}: config: RAW_RGB needs raw_shape width and height in "
                           f"1..{limits.max_raw_side}, got {width}x{height}")
     return height, width
+
+
+async def parsed_requests(
+    requests: AsyncIterator[pb.StreamRequest],
+) -> AsyncIterator[pb.StreamRequest]:
+    """The requests of a stream; one protobuf cannot parse (gRPC parses each as it is read,
+    e.g. a string field that is not UTF-8) ends the stream with a StreamError naming it."""
+    label, count = "stream", 0
+    iterator = aiter(requests)
+    while True:
+        count += 1
+        try:
+            request = await anext(iterator)
+        except StopAsyncIteration:
+            return
+        except DecodeError as err:
+            raise StreamError(f"{label}: message {count} cannot be parsed: {err}") from None
+        if count == 1 and request.WhichOneof("message") == "config":
+            label = f"stream {request.config.stream_id!r}"
+        yield request
 
 
 def payload_from_proto(request: pb.StreamRequest) -> Payload:

@@ -12,11 +12,17 @@ service core (services/servicer.py). Only the model is remote:
                                                                 autoscaled; services/ray_spotter.py)
 
 docs/ray.md explains the choices (front, state with the call, batching, autoscaling, cache keys).
+Metrics: the same ones as embedded (services/metrics.py), through `ray.serve.metrics`, which Ray
+exports with a `ray_` prefix on each node's metrics port. Health: `Check` says NOT_SERVING until
+this replica's RayEngine has had the model checksum from a TextSpotter replica. Reflection
+(v1alpha) is served by Serve's proxy itself (`grpc_options.enable_reflection`).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import logging
 import signal
 import threading
@@ -27,6 +33,7 @@ from ray.serve.handle import DeploymentHandle
 
 from pipeline.model.word_reader import check_reader_name
 from pipeline.runner import EVERY_FRAME, RunnerConfig
+from services.metrics import RaySink, Recorder
 from services.ray_spotter import RayEngine, TextSpotter
 from services.servicer import RpcFailure, SpottingService
 
@@ -38,6 +45,7 @@ GRPC_SERVICERS = [
     "services.rpc.clipspot.v1.spotting_pb2_grpc.add_TextSpottingServicer_to_server",
     "grpc_health.v1.health_pb2_grpc.add_HealthServicer_to_server",
 ]
+CHECK_WAIT_S = 1.0  # a probe waits this long for the first checksum before NOT_SERVING
 ENV_KEYS = {  # build_app argument -> environment variable the replicas read
     "weights": "CLIPSPOT_WEIGHTS",
     "device": "CLIPSPOT_DEVICE",
@@ -61,7 +69,9 @@ class StreamIngress:
         import cv2
 
         cv2.setNumThreads(1)  # motion following's small calls; as the embedded server pins it
-        self.service = SpottingService(RayEngine(spotter), runner=runner)
+        self.service = SpottingService(RayEngine(spotter), runner=runner,
+                                       metrics=Recorder(RaySink()))
+        self._warm_up: asyncio.Future | None = None
 
     async def StreamSpot(self, request_stream, grpc_context):
         # Serve's gRPC context has no initial metadata: the model checksum goes as trailing.
@@ -80,6 +90,13 @@ class StreamIngress:
             _fail(grpc_context, failure)
 
     async def Check(self, request):  # grpc.health.v1, for kubelet gRPC probes
+        # SERVING only once a TextSpotter replica has answered (named its model); the first
+        # probe starts asking and waits a moment, later ones see the answer.
+        if not self.service.model_ready:
+            if self._warm_up is None or self._warm_up.done():
+                self._warm_up = asyncio.ensure_future(self.service.warm_up())
+            with contextlib.suppress(Exception):  # timeout, or no replica yet: NOT_SERVING
+                await asyncio.wait_for(asyncio.shield(self._warm_up), CHECK_WAIT_S)
         return health_pb2.HealthCheckResponse(status=self.service.health_status())
 
     async def engine_retries(self) -> int:

@@ -56,6 +56,7 @@ class TextSpotter:
 
     def __init__(self) -> None:
         from pipeline.spotter import Spotter
+        from services.metrics import RaySink, Recorder
         from services.prompt_cache import make_prompt_cache
         from services.threads import pin_threads
 
@@ -71,6 +72,8 @@ class TextSpotter:
         self.cache = make_prompt_cache(
             os.environ.get("CLIPSPOT_REDIS_URL") or None, embed_dim=self.spotter.embed_dim
         )
+        # The prompt cache lives here, so its hit/miss counters are exported from here.
+        self.metrics = Recorder(RaySink(), cache=self.cache.stats)
         # One model thread: torch already uses the pinned cores; the event loop stays free.
         self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spotter")
         self._prompt_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prompt")
@@ -92,10 +95,15 @@ class TextSpotter:
             await loop.run_in_executor(self._prompt_thread, self._embedding, prompt)
         except ClipSpotError as err:
             return str(err)
+        finally:
+            self.metrics.sync_cache()
         return None
 
     async def detect(self, image: np.ndarray, prompt: str | None) -> list[Detection]:
-        return await self.batcher.submit((prompt, image.shape), image)
+        try:
+            return await self.batcher.submit((prompt, image.shape), image)
+        finally:
+            self.metrics.sync_cache()
 
     async def words(
         self, image: np.ndarray, detections: Sequence[Detection]

@@ -5,9 +5,14 @@ Serve ingress (services/ray_app.py). They differ only in how a status reaches th
 (`context.abort` there, `set_code` + raise on Serve's proxy), so each catches `RpcFailure` and
 sends `code` and `message`. Protobuf is parsed and built here and in services/grpc_edge.py only.
 
-    service = SpottingService(engine, limits, runner_default, drain)
+    service = SpottingService(engine, limits, runner_default, drain, metrics)
     async for response in service.stream_spot(request_iterator): ...   # RpcFailure on errors
     response = await service.spot_image(request)                       # RpcFailure on errors
+
+The engine may come later (`set_engine`, once the model has loaded): until then, and until the
+engine has named its model (`warm_up`), health says NOT_SERVING; calls arriving meanwhile wait
+for the model (a client that connected early is served, not refused).
+Metrics go through `metrics` (services/metrics.py), whichever front serves.
 """
 
 from __future__ import annotations
@@ -26,9 +31,11 @@ from services.engines import SpotEngine, spot_image
 from services.grpc_edge import (
     instance_to_proto,
     output_to_proto,
+    parsed_requests,
     payload_from_proto,
     settings_from_proto,
 )
+from services.metrics import Recorder
 from services.rpc.clipspot.v1 import spotting_pb2 as pb
 from services.stream_core import Drain, run_stream
 from services.stream_types import (
@@ -68,28 +75,58 @@ class SpottingService:
 
     def __init__(
         self,
-        engine: SpotEngine,
+        engine: SpotEngine | None,
         limits: SessionLimits | None = None,
         runner: RunnerConfig | None = None,
         drain: Drain | None = None,
+        metrics: Recorder | None = None,
     ) -> None:
-        self.engine = engine
+        self._engine = engine
         self.limits = limits or SessionLimits()
         self.runner = runner or RunnerConfig()
         self.drain = drain or Drain()
+        self.metrics = metrics or Recorder()
         self.open_streams = 0
         self.idle = asyncio.Event()  # set while no stream is open (the drain waits on it)
         self.idle.set()
         self._checksum: str | None = None
+        self._loaded = asyncio.Event()
+        if engine is not None:
+            self._loaded.set()
+
+    @property
+    def engine(self) -> SpotEngine | None:
+        return self._engine
+
+    def set_engine(self, engine: SpotEngine) -> None:
+        """The model has loaded: waiting calls go on; health turns SERVING after `warm_up`."""
+        self._engine = engine
+        self._loaded.set()
+
+    async def loaded_engine(self) -> SpotEngine:
+        """The engine, once there is one (calls made while the model loads wait here)."""
+        await self._loaded.wait()
+        assert self._engine is not None
+        return self._engine
+
+    @property
+    def model_ready(self) -> bool:
+        """The engine has named its model, i.e. the model answers."""
+        return self._checksum is not None
+
+    async def warm_up(self) -> str:
+        """Ask the engine which model answers (waits for it); health is SERVING after."""
+        if self._checksum is None:
+            engine = await self.loaded_engine()
+            self._checksum = await engine.model_checksum()
+        return self._checksum
 
     async def model_metadata(self) -> tuple[tuple[str, str], ...]:
         """Which weights and reader answer, so a client can tell results of models apart."""
-        if self._checksum is None:
-            self._checksum = await self.engine.model_checksum()
-        return ((MODEL_METADATA_KEY, self._checksum),)
+        return ((MODEL_METADATA_KEY, await self.warm_up()),)
 
     def health_status(self) -> int:
-        if self.drain.started.is_set():
+        if self.drain.started.is_set() or not self.model_ready:
             return health_pb2.HealthCheckResponse.NOT_SERVING
         return health_pb2.HealthCheckResponse.SERVING
 
@@ -97,38 +134,60 @@ class SpottingService:
         self, requests: AsyncIterator[pb.StreamRequest]
     ) -> AsyncIterator[pb.StreamResponse]:
         if self.drain.started.is_set():
+            self.metrics.stream_ended(grpc.StatusCode.UNAVAILABLE.name)
             raise RpcFailure(grpc.StatusCode.UNAVAILABLE,
                              "server is shutting down and takes no new streams; "
                              "connect again (another replica or after the restart)")
         self.open_streams += 1
+        self.metrics.streams_open(self.open_streams)
         self.idle.clear()
+        code, meter = "CANCELLED", None  # kept if the call is cancelled (client gone)
         try:
-            iterator = aiter(requests)
+            engine = await self.loaded_engine()
+            iterator = aiter(parsed_requests(requests))  # unparsable bytes: StreamError
             settings = settings_from_proto(await anext(iterator, None), self.limits)
+            meter = self.metrics.stream(settings.stream_id, settings.drop_policy)
             payloads = (payload_from_proto(request) async for request in iterator)
             async for output in run_stream(
-                settings, payloads, self.engine, self.limits, self.runner, self.drain
+                settings, payloads, engine, self.limits, self.runner, self.drain, meter
             ):
                 yield output_to_proto(output)
+                self.metrics.sync_cache()
+            code = grpc.StatusCode.OK.name
         except (StreamError, StreamDrained) as err:
             failure = status_of(err)
+            code = failure.code.name  # type: ignore[union-attr]
             log.warning("%s", err)
             raise failure from None  # type: ignore[misc]
+        except Exception:
+            code = grpc.StatusCode.UNKNOWN.name  # what grpc sends for an unhandled error
+            raise
         finally:
+            if meter is not None:
+                meter.close()
+            self.metrics.stream_ended(code)
             self.open_streams -= 1
+            self.metrics.streams_open(self.open_streams)
             if not self.open_streams:
                 self.idle.set()
 
     async def spot_image(self, request: pb.SpotImageRequest) -> pb.SpotImageResponse:
         try:
+            return await self._spot_image(request)
+        finally:
+            self.metrics.sync_cache()
+
+    async def _spot_image(self, request: pb.SpotImageRequest) -> pb.SpotImageResponse:
+        engine = await self.loaded_engine()
+        try:
             image = await asyncio.to_thread(self._decode_image, request)
             try:
-                await self.engine.check_prompt(request.prompt or None)
+                await engine.check_prompt(request.prompt or None)
             except ClipSpotError as err:
                 raise ClipSpotError(f"SpotImage: prompt: {err}") from None
         except ClipSpotError as err:
             raise RpcFailure(grpc.StatusCode.INVALID_ARGUMENT, str(err)) from None
-        instances = await spot_image(self.engine, image, request.prompt or None)
+        instances = await spot_image(engine, image, request.prompt or None)
         height, width = image.shape[:2]
         return pb.SpotImageResponse(
             instances=[instance_to_proto(i) for i in instances], width=width, height=height

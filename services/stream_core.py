@@ -21,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections import deque
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -31,6 +33,7 @@ from pipeline.types import FrameResult, TrackEvent, VideoFrame
 from services.engines import EngineSpotter, SpotEngine
 from services.frame_queue import FrameQueue, QueuedFrame
 from services.frame_source import FrameSource
+from services.metrics import Recorder, StreamMeter
 from services.stream_types import (
     AnsweredFrame,
     Credits,
@@ -84,10 +87,13 @@ class _Stream:
         limits: SessionLimits,
         runner: RunnerConfig,
         drain: Drain,
+        meter: StreamMeter,
     ) -> None:
         self.settings = settings
         self.engine = engine
         self.drain = drain
+        self.meter = meter
+        self.queued_at: deque[float] = deque()  # perf_counter per queued frame, in order
         self.source = FrameSource(settings)
         self.queue = FrameQueue(settings.drop_policy, settings.max_queue)
         self.inbox: asyncio.Queue[Payload | None] = asyncio.Queue()
@@ -134,6 +140,8 @@ class _Stream:
         for frame in frames:
             await self.queue.wait_for_room()
             await self.queue.put(QueuedFrame(seq=seq, frame=frame))
+            self.queued_at.append(time.perf_counter())
+            self.meter.decoded(len(self.queue), self.queue.dropped_count)
 
     async def work(self) -> None:
         try:
@@ -145,6 +153,8 @@ class _Stream:
             result, events = await loop.run_in_executor(self.thread, self._step, item)
             self.next_frame = result.frame + 1
             self.out.put_nowait(AnsweredFrame(result, item.seq))
+            self.meter.answered(time.perf_counter() - self.queued_at.popleft(), len(self.queue),
+                                self.runner.words_read, len(self.runner.tracker.live_track_ids))
             for event in events:
                 self.out.put_nowait(event)
         for event in await loop.run_in_executor(self.thread, self.runner.finish):
@@ -186,10 +196,13 @@ async def run_stream(
     limits: SessionLimits,
     runner: RunnerConfig,
     drain: Drain,
+    meter: StreamMeter | None = None,
 ) -> AsyncIterator[StreamOutput]:
     """Serve one stream. Raises StreamError (incl. CreditsExceeded) on bad input, StreamDrained
-    when cut by shutdown. `runner` is the server's default keyframe mode."""
-    stream = _Stream(settings, engine, limits, runner_config(settings, runner), drain)
+    when cut by shutdown. `runner` is the server's default keyframe mode; `meter` records the
+    stream's metrics (services/metrics.py; the caller closes it)."""
+    meter = meter or Recorder().stream(settings.stream_id, settings.drop_policy)
+    stream = _Stream(settings, engine, limits, runner_config(settings, runner), drain, meter)
     log.info("%s: opened (%s, drop policy %s)", settings.label, settings.kind,
              settings.drop_policy)
     yield Credits(limits.initial_credits, None)

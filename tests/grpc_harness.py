@@ -58,11 +58,17 @@ class BackgroundServer:
         max_batch: int = 4,
         runner: RunnerConfig | None = None,
         drain_grace_s: float = 20.0,
+        metrics_port: int | None = None,
+        engine_later: bool = False,
     ) -> None:
+        """metrics_port: 0 serves /metrics on a free port. engine_later: start without the
+        model (health NOT_SERVING, as `clipspot serve` while loading) until `set_engine()`."""
         self.engine = LocalEngine(spotter, max_batch=max_batch)
         config = ServerConfig(port=0, host="127.0.0.1", drain_grace_s=drain_grace_s,
-                              limits=limits or SessionLimits(), runner=runner or RunnerConfig())
+                              limits=limits or SessionLimits(), runner=runner or RunnerConfig(),
+                              metrics_port=metrics_port)
         self._config = config
+        self._engine_later = engine_later
         self.server: EmbeddedServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started = threading.Event()
@@ -74,10 +80,21 @@ class BackgroundServer:
         assert self.server is not None and self.server.port
         return f"127.0.0.1:{self.server.port}"
 
+    @property
+    def metrics_url(self) -> str:
+        assert self.server is not None and self.server.metrics_port
+        return f"http://127.0.0.1:{self.server.metrics_port}/metrics"
+
+    def set_engine(self) -> None:
+        """What `clipspot serve` does once the model has loaded (for `engine_later`)."""
+        assert self._loop is not None and self.server is not None
+        asyncio.run_coroutine_threadsafe(self.server.set_engine(self.engine), self._loop).result(60)
+
     def _run(self) -> None:
         async def main() -> None:
             self._loop = asyncio.get_running_loop()
-            self.server = EmbeddedServer(self.engine, self._config)
+            engine = None if self._engine_later else self.engine
+            self.server = EmbeddedServer(engine, self._config)
             await self.server.start()
             self._started.set()
             await self.server.wait()

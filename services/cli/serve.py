@@ -4,8 +4,10 @@
     clipspot serve --redis-url redis://localhost:6379/0     # share prompt embeddings via Redis
     clipspot serve --ray                 # Ray Serve application, gRPC on port 9000
 
-Embedded mode loads the spotter once, pins torch/OpenMP/OpenCV threads, and serves
-TextSpotting, grpc.health.v1 and reflection until SIGTERM or Ctrl-C, then drains: open streams
+Embedded mode starts listening at once (health NOT_SERVING, calls UNAVAILABLE), pins
+torch/OpenMP/OpenCV threads, loads the spotter once, then reports SERVING; it serves
+TextSpotting, grpc.health.v1, reflection (v1 and v1alpha) and Prometheus metrics
+(`--metrics-port`, 9464, /metrics) until SIGTERM or Ctrl-C, then drains: open streams
 get their in-flight frames answered and their track-end events before the process exits.
 Streams that do not say otherwise (`Sampling.detect_every` 0) get the server's keyframe mode:
 adaptive, at most `--detect-every` frames apart (default 5), or `--every-frame`.
@@ -22,6 +24,7 @@ from pipeline.errors import ClipSpotError
 from services.embedded_server import DEFAULT_PORT
 
 RAY_DEFAULT_PORT = 9000  # Ray Serve's gRPC convention
+METRICS_DEFAULT_PORT = 9464  # the OpenTelemetry Prometheus exporter's port, a common default
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,6 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-side", type=int, default=None,
                         help="never give the network an image longer than N pixels "
                              "(default 1440, as `clipspot spot`)")
+    parser.add_argument("--metrics-port", type=int, default=METRICS_DEFAULT_PORT,
+                        help=f"embedded: Prometheus /metrics port (default "
+                             f"{METRICS_DEFAULT_PORT}; 0: off). Ray mode exports through Ray's "
+                             "metrics agent instead")
     parser.add_argument("--ray", action="store_true",
                         help="run as a Ray Serve application instead of one process")
     parser.add_argument("--redis-url", default=os.environ.get("CLIPSPOT_REDIS_URL"),
@@ -75,30 +82,34 @@ async def _serve_embedded(args: argparse.Namespace) -> int:
     from services.threads import pin_threads
 
     threads = pin_threads(args.threads)
+    from pipeline.runner import EVERY_FRAME, RunnerConfig
     from pipeline.spotter import Spotter
     from services.embedded_server import EmbeddedServer, ServerConfig
     from services.engines import LocalEngine
     from services.prompt_cache import make_prompt_cache
 
-    spotter = await asyncio.to_thread(
-        Spotter.load, args.weights, args.device, args.max_side,
-        reader=args.reader, threads=threads,
-    )
-    cache = make_prompt_cache(args.redis_url, spotter.embed_dim)
-    engine = LocalEngine(spotter, cache, max_batch=args.max_batch)
-    from pipeline.runner import EVERY_FRAME, RunnerConfig
-
     if args.detect_every < 1:
         raise ClipSpotError(f"serve: --detect-every must be >= 1, got {args.detect_every}")
     runner = EVERY_FRAME if args.every_frame else RunnerConfig(detect_every=args.detect_every)
     config = ServerConfig(port=args.port, host=args.host, drain_grace_s=args.drain_grace,
-                          runner=runner)
-    server = EmbeddedServer(engine, config)
+                          runner=runner, metrics_port=args.metrics_port or None)
+    # Listen first, so probes see NOT_SERVING (not a refused connection) while the model loads.
+    server = EmbeddedServer(None, config)
     port = await server.start()
-    server.install_signal_handlers()
+    server.install_signal_handlers()  # a stop requested while loading is served right after
+    try:
+        spotter = await asyncio.to_thread(
+            Spotter.load, args.weights, args.device, args.max_side,
+            reader=args.reader, threads=threads,
+        )
+        cache = make_prompt_cache(args.redis_url, spotter.embed_dim)
+        await server.set_engine(LocalEngine(spotter, cache, max_batch=args.max_batch))
+    except BaseException:
+        await server.stop()  # e.g. missing weights: close the listener, report the error
+        raise
     cache_name = "Redis" if args.redis_url else "in-process"
     logging.getLogger("clipspot.serve").info(
-        "clipspot serve: listening on port %d (model %s: weights %s, reader %s; %s, "
+        "clipspot serve: serving on port %d (model %s: weights %s, reader %s; %s, "
         "%d torch threads, %s prompt cache)",
         port, spotter.checksum, spotter.weights_checksum,
         spotter.reader.identity if spotter.reader else "none", args.device, threads, cache_name,
