@@ -24,8 +24,10 @@ from pipeline.spotter import Spotter
 from pipeline.types import FrameResult, TextInstance, TrackEvent
 from pipeline.video_job import spot_video
 from services.client import StreamOptions
+from services.tls import ClientTls
 
 __all__ = [
+    "ClientTls",
     "ClipSpotClient",
     "ClipSpotError",
     "FrameResult",

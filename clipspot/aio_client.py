@@ -12,6 +12,7 @@ StreamConfig (`stream_config`), the protobuf conversions (services/grpc_edge.py)
 rule: after the config, one message per credit the server granted (the server ends a stream
 that sends more with RESOURCE_EXHAUSTED). It does not resume after a cut as SpotClient does:
 a dropped connection or a draining server ends the iteration with ClipSpotError.
+TLS (`tls=ClientTls(...)`) and a bearer token (`token=...`) as SpotClient.
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ import grpc
 from pipeline.decode import remux_to_mpegts
 from pipeline.errors import ClipSpotError
 from pipeline.types import FrameResult, TextInstance, TrackEvent
-from services.client import MAX_MESSAGE_BYTES, StreamOptions, rpc_error_as_clipspot, stream_config
+from services.auth import bearer_metadata
+from services.client import CHANNEL_OPTIONS, StreamOptions, rpc_error_as_clipspot, stream_config
 from services.grpc_edge import frame_result_from_proto, instance_from_proto, track_event_from_proto
 from services.rpc.clipspot.v1 import spotting_pb2 as pb
 from services.rpc.clipspot.v1 import spotting_pb2_grpc as pb_grpc
+from services.tls import ClientTls
 
 Item = FrameResult | TrackEvent
 
@@ -40,13 +43,21 @@ class ClipSpotClient:
     Create it inside the event loop that uses it (grpc.aio binds the channel to that loop).
     """
 
-    def __init__(self, target: str, timeout_s: float | None = None) -> None:
+    def __init__(
+        self,
+        target: str,
+        timeout_s: float | None = None,
+        tls: ClientTls | None = None,
+        token: str | None = None,
+    ) -> None:
         self.target = target
         self.timeout_s = timeout_s  # None: long-lived streams have no deadline
-        self._channel = grpc.aio.insecure_channel(target, options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ])
+        if tls is None:
+            self._channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+        else:
+            self._channel = grpc.aio.secure_channel(target, tls.credentials(),
+                                                    options=CHANNEL_OPTIONS)
+        self._metadata = bearer_metadata(token)
         self._stub = pb_grpc.TextSpottingStub(self._channel)
 
     async def __aenter__(self) -> ClipSpotClient:
@@ -70,7 +81,8 @@ class ClipSpotClient:
         """One encoded image (JPEG/PNG bytes) -> its words (track_id None)."""
         request = pb.SpotImageRequest(image=image, prompt=prompt or "")
         try:
-            response = await self._stub.SpotImage(request, timeout=self.timeout_s)
+            response = await self._stub.SpotImage(request, timeout=self.timeout_s,
+                                                  metadata=self._metadata)
         except grpc.aio.AioRpcError as err:
             raise rpc_error_as_clipspot(self.target, err) from None
         return [instance_from_proto(i) for i in response.instances]
@@ -106,7 +118,7 @@ class ClipSpotClient:
         by credits; `source_of(frame_index)` names each result's source."""
         credits, failure = _Credits(), _Failure()
         requests = _requests(config, iter(payloads), credits, failure)
-        call = self._stub.StreamSpot(requests, timeout=self.timeout_s)
+        call = self._stub.StreamSpot(requests, timeout=self.timeout_s, metadata=self._metadata)
         try:
             async for response in call:
                 which = response.WhichOneof("message")

@@ -11,6 +11,8 @@ so it cannot be decoded as it arrives) and sent in chunks; a folder of images is
 encoded image per message. The sender holds no more messages in flight than the server has
 granted credits for, so a slow server slows the client instead of piling frames up in buffers.
 Server errors surface as ClipSpotError with the server's message (INVALID_ARGUMENT: bad input).
+A server that needs them gets TLS (`tls=ClientTls(ca=...)`, services/tls.py) and a bearer token
+(`token=...`, sent as `authorization` metadata on every call, resumed ones included).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import grpc
 from pipeline.decode import remux_to_mpegts
 from pipeline.errors import ClipSpotError
 from pipeline.types import FrameResult, TextInstance, TrackEvent
+from services.auth import bearer_metadata
 from services.grpc_edge import (
     DROP_POLICY_TO_PROTO,
     frame_result_from_proto,
@@ -37,8 +40,13 @@ from services.grpc_edge import (
 from services.rpc.clipspot.v1 import spotting_pb2 as pb
 from services.rpc.clipspot.v1 import spotting_pb2_grpc as pb_grpc
 from services.stream_types import DropPolicy
+from services.tls import ClientTls
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+]
 
 
 @dataclass(frozen=True)
@@ -87,13 +95,20 @@ class _Credits:
 class SpotClient:
     """A channel to one server; safe to use from several threads (one stream per call)."""
 
-    def __init__(self, target: str, timeout_s: float | None = None) -> None:
+    def __init__(
+        self,
+        target: str,
+        timeout_s: float | None = None,
+        tls: ClientTls | None = None,
+        token: str | None = None,
+    ) -> None:
         self.target = target
         self.timeout_s = timeout_s  # None: long-lived streams have no deadline
-        self._channel = grpc.insecure_channel(target, options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ])
+        if tls is None:
+            self._channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+        else:
+            self._channel = grpc.secure_channel(target, tls.credentials(), options=CHANNEL_OPTIONS)
+        self._metadata = bearer_metadata(token)
         self._stub = pb_grpc.TextSpottingStub(self._channel)
         self.resumed_at: list[int] = []  # frames answered when the last stream resumed
 
@@ -117,7 +132,8 @@ class SpotClient:
         """One encoded image (JPEG/PNG bytes) -> its words."""
         request = pb.SpotImageRequest(image=image, prompt=prompt or "")
         try:
-            response = self._stub.SpotImage(request, timeout=self.timeout_s)
+            response = self._stub.SpotImage(request, timeout=self.timeout_s,
+                                            metadata=self._metadata)
         except grpc.RpcError as err:
             raise rpc_error_as_clipspot(self.target, err) from None
         return [instance_from_proto(i) for i in response.instances]
@@ -210,7 +226,8 @@ class SpotClient:
         `seq`); credit responses are consumed here to pace the sender."""
         credits = _Credits()
         sender = _Sender(config, payloads, credits)
-        call = self._stub.StreamSpot(iter(sender), timeout=self.timeout_s)
+        call = self._stub.StreamSpot(iter(sender), timeout=self.timeout_s,
+                                     metadata=self._metadata)
         try:
             for response in call:
                 if response.WhichOneof("message") == "credits":

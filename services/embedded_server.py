@@ -7,7 +7,9 @@
 
 (`EmbeddedServer(engine, config)` with the engine at hand is SERVING as soon as it starts.)
 Prometheus metrics (services/metrics.py) are served on `metrics_port` at /metrics; reflection
-answers v1 and v1alpha (services/reflection.py).
+answers v1 and v1alpha (services/reflection.py). It listens on 127.0.0.1 unless `host` says
+otherwise; `tls` (services/tls.py) encrypts the port, and `tokens` (services/auth.py) make every
+TextSpotting call present one of them (health and reflection stay open for probes).
 
 Each call goes to the one service core (services/servicer.py); this file only maps its
 `RpcFailure`s onto `context.abort`. Shutdown drains: health turns NOT_SERVING while the
@@ -30,6 +32,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from pipeline.errors import ClipSpotError
 from pipeline.runner import RunnerConfig
+from services.auth import TokenAuth
 from services.engines import LocalEngine, SpotEngine
 from services.metrics import PrometheusSink, Recorder, serve_metrics
 from services.reflection import enable_reflection
@@ -37,6 +40,7 @@ from services.rpc.clipspot.v1 import spotting_pb2 as pb
 from services.rpc.clipspot.v1 import spotting_pb2_grpc as pb_grpc
 from services.servicer import RpcFailure, SpottingService
 from services.stream_types import SessionLimits
+from services.tls import ServerTls
 
 log = logging.getLogger("clipspot.serve")
 
@@ -47,12 +51,14 @@ DEFAULT_PORT = 50051
 @dataclass(frozen=True)
 class ServerConfig:
     port: int = DEFAULT_PORT  # 0: let the OS pick (tests)
-    host: str = "[::]"
+    host: str = "127.0.0.1"  # loopback: listening on every interface is an explicit choice
     max_message_bytes: int = 64 * 1024 * 1024  # raw 1080p RGB is 6.2 MB; gRPC's default is 4 MiB
     drain_grace_s: float = 30.0  # how long open streams get to finish after SIGTERM
     metrics_port: int | None = None  # Prometheus /metrics; None: off; 0: the OS picks (tests)
     limits: SessionLimits = field(default_factory=SessionLimits)
     runner: RunnerConfig = field(default_factory=RunnerConfig)  # streams' default keyframe mode
+    tls: ServerTls | None = None  # None: plaintext
+    tokens: tuple[bytes, ...] = ()  # accepted bearer tokens; empty: no token needed
 
 
 class TextSpottingServicer(pb_grpc.TextSpottingServicer):
@@ -101,7 +107,8 @@ class EmbeddedServer:
 
     async def start(self) -> int:
         size = self.config.max_message_bytes
-        server = grpc.aio.server(options=[
+        interceptors = [TokenAuth(self.config.tokens)] if self.config.tokens else []
+        server = grpc.aio.server(interceptors=interceptors, options=[
             ("grpc.max_receive_message_length", size),
             ("grpc.max_send_message_length", size),
         ])
@@ -109,7 +116,7 @@ class EmbeddedServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         enable_reflection((SERVICE_NAME, health.SERVICE_NAME), server)
         address = f"{self.config.host}:{self.config.port}"
-        self.port = server.add_insecure_port(address)
+        self.port = self._listen(server, address)
         if not self.port:
             raise ClipSpotError(f"serve: cannot listen on {address} (port in use?)")
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)  # before any probe
@@ -117,10 +124,22 @@ class EmbeddedServer:
         self._server = server
         if self.config.metrics_port is not None:
             self._start_metrics()
-        log.info("listening for %s on port %d", SERVICE_NAME, self.port)
+        log.info("listening for %s on %s port %d (%s%s)", SERVICE_NAME, self.config.host,
+                 self.port, self._transport(), ", bearer tokens" if self.config.tokens else "")
         if self.engine is not None:
             await self.set_engine(self.engine)
         return self.port
+
+    def _listen(self, server: grpc.aio.Server, address: str) -> int:
+        if self.config.tls is None:
+            return server.add_insecure_port(address)
+        return server.add_secure_port(address, self.config.tls.credentials())
+
+    def _transport(self) -> str:
+        tls = self.config.tls
+        if tls is None:
+            return "plaintext"
+        return "mutual TLS" if tls.client_ca else "TLS"
 
     def _start_metrics(self) -> None:
         # Metrics are secondary: a taken port (a second server on the machine) is logged

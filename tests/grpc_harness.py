@@ -23,6 +23,7 @@ from services.embedded_server import EmbeddedServer, ServerConfig
 from services.engines import LocalEngine
 from services.rpc.clipspot.v1 import spotting_pb2 as pb
 from services.stream_types import SessionLimits
+from services.tls import ServerTls
 
 # Small frames and a small model input keep the CPU cost of each test down on 2 shared cores.
 MAX_SIDE = 320
@@ -60,13 +61,16 @@ class BackgroundServer:
         drain_grace_s: float = 20.0,
         metrics_port: int | None = None,
         engine_later: bool = False,
+        tls: ServerTls | None = None,
+        tokens: tuple[bytes, ...] = (),
     ) -> None:
         """metrics_port: 0 serves /metrics on a free port. engine_later: start without the
-        model (health NOT_SERVING, as `clipspot serve` while loading) until `set_engine()`."""
+        model (health NOT_SERVING, as `clipspot serve` while loading) until `set_engine()`.
+        tls / tokens: as `clipspot serve --tls-cert/--tls-key/--tls-client-ca/--token-file`."""
         self.engine = LocalEngine(spotter, max_batch=max_batch)
         config = ServerConfig(port=0, host="127.0.0.1", drain_grace_s=drain_grace_s,
                               limits=limits or SessionLimits(), runner=runner or RunnerConfig(),
-                              metrics_port=metrics_port)
+                              metrics_port=metrics_port, tls=tls, tokens=tokens)
         self._config = config
         self._engine_later = engine_later
         self.server: EmbeddedServer | None = None

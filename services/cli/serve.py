@@ -1,6 +1,8 @@
 """`clipspot serve`: run the gRPC service.
 
-    clipspot serve                       # embedded: one process, port 50051, in-process cache
+    clipspot serve                       # embedded: one process, 127.0.0.1:50051, in-process cache
+    clipspot serve --host 0.0.0.0 --tls-cert server.pem --tls-key server.key \
+        --token-file tokens.txt          # reachable from other machines: TLS + bearer tokens
     clipspot serve --redis-url redis://localhost:6379/0     # share prompt embeddings via Redis
     clipspot serve --ray                 # Ray Serve application, gRPC on port 9000
 
@@ -11,6 +13,9 @@ TextSpotting, grpc.health.v1, reflection (v1 and v1alpha) and Prometheus metrics
 get their in-flight frames answered and their track-end events before the process exits.
 Streams that do not say otherwise (`Sampling.detect_every` 0) get the server's keyframe mode:
 adaptive, at most `--detect-every` frames apart (default 5), or `--every-frame`.
+Security (docs/security.md): embedded mode listens on 127.0.0.1 unless `--host` says otherwise;
+`--tls-cert/--tls-key` encrypt the port, `--tls-client-ca` requires client certificates, and
+`--token-file` (or $CLIPSPOT_TOKEN_FILE) requires `authorization: Bearer <token>` on each call.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ import logging
 import os
 
 from pipeline.errors import ClipSpotError
+from services.auth import read_tokens
 from services.embedded_server import DEFAULT_PORT
+from services.tls import ServerTls
 
 RAY_DEFAULT_PORT = 9000  # Ray Serve's gRPC convention
 METRICS_DEFAULT_PORT = 9464  # the OpenTelemetry Prometheus exporter's port, a common default
@@ -30,7 +37,9 @@ METRICS_DEFAULT_PORT = 9464  # the OpenTelemetry Prometheus exporter's port, a c
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=None,
                         help=f"gRPC port (default {DEFAULT_PORT}; {RAY_DEFAULT_PORT} with --ray)")
-    parser.add_argument("--host", default="[::]", help="address to bind (default all)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="embedded: address to bind (default 127.0.0.1, this machine only; "
+                             "0.0.0.0 or [::]: every interface)")
     parser.add_argument("--weights", default=None,
                         help="ClipSpot checkpoint (default: the shipped weights)")
     parser.add_argument("--reader", default=os.environ.get("CLIPSPOT_READER"),
@@ -61,6 +70,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--every-frame", action="store_true",
                         help="streams' default: detect and read every frame (slow, the "
                              "reference)")
+    _add_security_arguments(parser)
+
+
+def _add_security_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tls-cert", default=None, metavar="FILE",
+                        help="embedded: serve TLS with this PEM certificate (with --tls-key)")
+    parser.add_argument("--tls-key", default=None, metavar="FILE",
+                        help="embedded: the PEM private key of --tls-cert")
+    parser.add_argument("--tls-client-ca", default=None, metavar="FILE",
+                        help="embedded: require client certificates signed by this PEM CA "
+                             "(mutual TLS)")
+    parser.add_argument("--token-file", default=os.environ.get("CLIPSPOT_TOKEN_FILE"),
+                        metavar="PATH",
+                        help="embedded: accept only calls with 'authorization: Bearer <token>' "
+                             "for a token in this file, one per line (default "
+                             "$CLIPSPOT_TOKEN_FILE; none: no token needed)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,12 +94,35 @@ def run(args: argparse.Namespace) -> int:
 
     check_reader_name(args.reader)  # an unknown name fails before anything starts
     if args.ray:
+        _refuse_embedded_security(args)
         args.port = args.port or RAY_DEFAULT_PORT
         from services.ray_app import run_ray  # Ray is imported only in Ray mode
 
         return int(run_ray(args) or 0)
     args.port = DEFAULT_PORT if args.port is None else args.port
     return asyncio.run(_serve_embedded(args))
+
+
+def _refuse_embedded_security(args: argparse.Namespace) -> None:
+    # Refused rather than ignored: a deployment that believes it is protected must not run open.
+    if args.tls_cert or args.tls_key or args.tls_client_ca:
+        raise ClipSpotError("serve --ray: Serve's gRPC proxy has no TLS; --tls-* apply to "
+                            "embedded mode (on Kubernetes use the chart's TLS sidecar, "
+                            "docs/security.md)")
+    if args.token_file:
+        raise ClipSpotError("serve --ray: bearer tokens are enforced in embedded mode only "
+                            "(--token-file / $CLIPSPOT_TOKEN_FILE; docs/security.md)")
+
+
+def server_tls(args: argparse.Namespace) -> ServerTls | None:
+    """The TLS settings of the flags; checked (and files read) when the server starts."""
+    if args.tls_cert is None and args.tls_key is None:
+        if args.tls_client_ca:
+            raise ClipSpotError("serve: --tls-client-ca needs --tls-cert and --tls-key")
+        return None
+    if args.tls_cert is None or args.tls_key is None:
+        raise ClipSpotError("serve: TLS needs both --tls-cert and --tls-key")
+    return ServerTls(args.tls_cert, args.tls_key, args.tls_client_ca)
 
 
 async def _serve_embedded(args: argparse.Namespace) -> int:
@@ -92,7 +140,9 @@ async def _serve_embedded(args: argparse.Namespace) -> int:
         raise ClipSpotError(f"serve: --detect-every must be >= 1, got {args.detect_every}")
     runner = EVERY_FRAME if args.every_frame else RunnerConfig(detect_every=args.detect_every)
     config = ServerConfig(port=args.port, host=args.host, drain_grace_s=args.drain_grace,
-                          runner=runner, metrics_port=args.metrics_port or None)
+                          runner=runner, metrics_port=args.metrics_port or None,
+                          tls=server_tls(args), tokens=read_tokens(args.token_file)
+                          if args.token_file else ())
     # Listen first, so probes see NOT_SERVING (not a refused connection) while the model loads.
     server = EmbeddedServer(None, config)
     port = await server.start()

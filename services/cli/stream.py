@@ -8,11 +8,14 @@ print its results as the same JSON Lines as `clipspot spot`.
 A video file is remuxed to MPEG-TS without re-encoding and streamed; a folder's images are sent
 as consecutive frames (tracked); a single image goes through the unary SpotImage call. Frame
 lines go to stdout (or --out); track events (started/updated/ended) to --events if given.
+A server run with TLS or tokens (docs/security.md) needs `--tls-ca` (plus `--tls-cert/--tls-key`
+for mutual TLS) and `--token-file` or $CLIPSPOT_TOKEN.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -34,6 +37,7 @@ from pipeline.types import FrameResult
 
 if TYPE_CHECKING:
     from services.client import SpotClient
+    from services.tls import ClientTls
 
 DEFAULT_SERVER = "localhost:50051"
 
@@ -64,13 +68,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stream-id", default="", help="name of the stream in server logs")
     parser.add_argument("--connect-timeout", type=float, default=10.0,
                         help="seconds to wait for the server (default 10)")
+    _add_security_arguments(parser)
+
+
+def _add_security_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tls", action="store_true",
+                        help="connect with TLS, trusting the system's CAs (implied by --tls-*)")
+    parser.add_argument("--tls-ca", default=None, metavar="FILE",
+                        help="connect with TLS, trusting this PEM CA for the server's certificate")
+    parser.add_argument("--tls-cert", default=None, metavar="FILE",
+                        help="mutual TLS: this client's PEM certificate (with --tls-key)")
+    parser.add_argument("--tls-key", default=None, metavar="FILE",
+                        help="mutual TLS: the PEM private key of --tls-cert")
+    parser.add_argument("--token-file", default=None, metavar="PATH",
+                        help="send the bearer token in this file (default: $CLIPSPOT_TOKEN)")
 
 
 def run(args: argparse.Namespace) -> int:
     from services.client import SpotClient, StreamOptions  # gRPC only for this command
 
     if args.detect_every < 0:
-        raise ClipSpotError(f"--detect-every must be >= 1, got {args.detect_every}")
+        raise ClipSpotError(f"--detect-every must be >= 0 (0: the server's default), "
+                            f"got {args.detect_every}")
     if is_url(args.input):
         raise ClipSpotError(f"{args.input}: stream URLs are read by `clipspot spot URL`; "
                             "`clipspot stream` sends files and folders")
@@ -86,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         out = _open(stack, args.out) or sys.stdout
         events_out = _open(stack, args.events)
-        client = stack.enter_context(SpotClient(args.server))
+        client = stack.enter_context(SpotClient(args.server, tls=client_tls(args),
+                                                token=client_token(args.token_file)))
         client.wait_ready(args.connect_timeout)
         if kind == "image":
             items = _spot_one_image(client, args.input, args.prompt)
@@ -106,6 +126,23 @@ def run(args: argparse.Namespace) -> int:
     print(f"clipspot stream: {frames} frames, {words} words, {len(tracks)} tracks from "
           f"{args.server}; JSON Lines in {args.out or 'stdout'}{render}", file=sys.stderr)
     return 0
+
+
+def client_tls(args: argparse.Namespace) -> ClientTls | None:
+    from services.tls import ClientTls
+
+    if not (args.tls or args.tls_ca or args.tls_cert or args.tls_key):
+        return None
+    return ClientTls(args.tls_ca, args.tls_cert, args.tls_key)
+
+
+def client_token(path: str | None) -> str | None:
+    """The token of --token-file (its first line), else $CLIPSPOT_TOKEN, else none."""
+    if path is None:
+        return os.environ.get("CLIPSPOT_TOKEN") or None
+    from services.auth import read_tokens
+
+    return read_tokens(path)[0].decode()
 
 
 class _Renderer:
