@@ -81,12 +81,16 @@ class _Pair:
 
     def cut(self) -> None:
         self.proxy.cut_count += 1
-        for sock in self.sockets:  # RST, not FIN: the connection dies as in a network drop
+        for sock in self.sockets:  # no lingering: the connection dies as in a network drop
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.close()
 
     def close(self) -> None:
         for sock in self.sockets:
+            # shutdown first: close() alone does not wake the other pump blocked in recv() on
+            # this socket, so the connection would stay open and the client would wait forever.
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
             with contextlib.suppress(OSError):
                 sock.close()
