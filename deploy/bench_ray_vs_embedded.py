@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import socket
 import subprocess
 import sys
@@ -39,6 +38,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from deploy.bench_speed import cpu_model  # noqa: E402
+from deploy.bench_streams import TimedChunks  # noqa: E402
 from pipeline.decode import remux_to_mpegts  # noqa: E402
 from services.client import SpotClient, StreamOptions, stream_config  # noqa: E402
 from services.rpc.clipspot.v1 import spotting_pb2 as pb  # noqa: E402
@@ -46,33 +47,10 @@ from services.rpc.clipspot.v1 import spotting_pb2 as pb  # noqa: E402
 MODES = {"every-frame": 1, "default": 0}  # StreamOptions.detect_every
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-class TimedChunks:
-    """The clip's chunks; the send time of each seq, stamped when gRPC pulls it."""
-
-    def __init__(self, chunks: list[bytes]) -> None:
-        self.chunks = chunks
-        self.sent_at: dict[int, float] = {}
-
-    def __iter__(self):
-        for seq, chunk in enumerate(self.chunks):
-            self.sent_at[seq] = time.perf_counter()
-            yield pb.StreamRequest(chunk=pb.Chunk(seq=seq, data=chunk))
 
 
 def one_stream(target: str, chunks: list[bytes], stream_id: str, detect_every: int,

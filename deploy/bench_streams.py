@@ -26,12 +26,16 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.decode import VideoReader, remux_to_mpegts
-from services.client import SpotClient, StreamOptions, stream_config
-from services.rpc.clipspot.v1 import spotting_pb2 as pb
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere, without installing
+
+from deploy.bench_speed import cpu_model  # noqa: E402
+from pipeline.decode import VideoReader, remux_to_mpegts  # noqa: E402
+from services.client import SpotClient, StreamOptions, stream_config  # noqa: E402
+from services.rpc.clipspot.v1 import spotting_pb2 as pb  # noqa: E402
 
 
-class _TimedChunks:
+class TimedChunks:
     """The video's chunks, stamping the send time of each seq (taken when gRPC pulls it).
 
     `period_s` > 0 paces them like a live camera: chunk i is not sent before i * period_s.
@@ -55,7 +59,7 @@ class _TimedChunks:
 def _one_stream(
     target: str, chunks: list[bytes], options: StreamOptions, period_s: float, out: dict
 ) -> None:
-    timed = _TimedChunks(chunks, period_s)
+    timed = TimedChunks(chunks, period_s)
     latencies, frames, dropped = [], [], 0
     config = stream_config(options, pb.INPUT_KIND_MPEGTS, options.stream_id)
     with SpotClient(target) as client:
@@ -76,13 +80,6 @@ def _duration_s(video: Path) -> float:
     pts = [f.pts or 0.0 for f in frames]
     step = (pts[-1] - pts[0]) / max(1, len(pts) - 1)
     return pts[-1] - pts[0] + step
-
-
-def _cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     latencies = np.array([x for o in outcomes for x in o.get("latencies", [])]) * 1000.0
     total = sum(len(o.get("frames", [])) for o in outcomes)
     report = {
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "load_average_1m": round(os.getloadavg()[0], 2),
         "mode": "realtime" if args.realtime else "as fast as credits allow",
         "detect_every": args.detect_every,

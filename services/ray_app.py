@@ -32,7 +32,8 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from pipeline.model.word_reader import check_reader_name
-from pipeline.runner import EVERY_FRAME, RunnerConfig
+from pipeline.runner import RunnerConfig
+from pipeline.video_job import runner_config
 from services.metrics import RaySink, Recorder
 from services.ray_spotter import RayEngine, TextSpotter
 from services.servicer import RpcFailure, SpottingService
@@ -168,9 +169,8 @@ def build_app(args: dict) -> serve.Application:
 
 
 def _runner_config(args: dict) -> RunnerConfig:
-    if str(args.get("every_frame", "")).lower() in ("1", "true", "yes"):
-        return EVERY_FRAME
-    return RunnerConfig(detect_every=max(1, int(args.get("detect_every", 5))))
+    every_frame = str(args.get("every_frame", "")).lower() in ("1", "true", "yes")
+    return runner_config(max(1, int(args.get("detect_every", 5))), every_frame=every_frame)
 
 
 app = build_app({})

@@ -28,8 +28,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 from pipeline.errors import ClipSpotError
-from pipeline.runner import EVERY_FRAME, RunnerConfig, VideoRunner
+from pipeline.runner import RunnerConfig, VideoRunner
 from pipeline.types import FrameResult, TrackEvent, VideoFrame
+from pipeline.video_job import runner_config
 from services.engines import EngineSpotter, SpotEngine
 from services.frame_queue import FrameQueue, QueuedFrame
 from services.frame_source import FrameSource
@@ -64,16 +65,15 @@ class Drain:
         asyncio.get_running_loop().call_later(max(0.0, grace_s - FINISH_S), self.expired.set)
 
 
-def runner_config(settings: StreamSettings, default: RunnerConfig) -> RunnerConfig:
-    """The stream's keyframe mode: the server's default, or what its Sampling asks for."""
-    if settings.detect_every == 1:
-        config = EVERY_FRAME
-    elif settings.detect_every > 1:
-        config = replace(default, detect_every=settings.detect_every, adaptive=True)
+def stream_runner_config(settings: StreamSettings, default: RunnerConfig) -> RunnerConfig:
+    """The stream's keyframe mode: the server's default, or what its Sampling asks for
+    (detect_every 1: every frame; k: at most k apart), built as `clipspot spot` builds it."""
+    keyframes = "fixed" if settings.fixed_keyframes else "adaptive"
+    if settings.detect_every >= 1:
+        config = runner_config(settings.detect_every, keyframes,
+                               every_frame=settings.detect_every == 1)
     else:
-        config = default
-    if settings.fixed_keyframes:
-        config = replace(config, adaptive=False)
+        config = replace(default, adaptive=default.adaptive and keyframes == "adaptive")
     gap = 1.0 / settings.max_fps if settings.max_fps > 0 else 0.0
     tracker = replace(default.tracker, first_id=settings.first_track_id)
     return replace(config, min_keyframe_gap_s=gap, tracker=tracker)
@@ -202,7 +202,7 @@ async def run_stream(
     when cut by shutdown. `runner` is the server's default keyframe mode; `meter` records the
     stream's metrics (services/metrics.py; the caller closes it)."""
     meter = meter or Recorder().stream(settings.stream_id, settings.drop_policy)
-    stream = _Stream(settings, engine, limits, runner_config(settings, runner), drain, meter)
+    stream = _Stream(settings, engine, limits, stream_runner_config(settings, runner), drain, meter)
     log.info("%s: opened (%s, drop policy %s)", settings.label, settings.kind,
              settings.drop_policy)
     yield Credits(limits.initial_credits, None)

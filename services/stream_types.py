@@ -6,7 +6,7 @@ Every enum of the stream protocol is defined here once, as the strings the core 
 
 The errors say which gRPC status a stream ends with (services/servicer.py maps them):
 StreamError -> INVALID_ARGUMENT, CreditsExceeded -> RESOURCE_EXHAUSTED,
-StreamDrained and ServerDraining -> UNAVAILABLE.
+StreamDrained -> UNAVAILABLE.
 """
 
 from __future__ import annotations
@@ -109,10 +109,6 @@ class StreamError(ClipSpotError):
 
 class CreditsExceeded(StreamError):
     """A message the client held no credit for: RESOURCE_EXHAUSTED."""
-
-
-class ServerDraining(ClipSpotError):
-    """A new stream while the server shuts down: UNAVAILABLE, try another server."""
 
 
 class StreamDrained(Exception):

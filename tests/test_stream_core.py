@@ -19,7 +19,7 @@ from services.frame_queue import FrameQueue, QueuedFrame
 from services.frame_source import FrameSource
 from services.grpc_edge import payload_from_proto, settings_from_proto
 from services.rpc.clipspot.v1 import spotting_pb2 as pb
-from services.stream_core import runner_config
+from services.stream_core import stream_runner_config as runner_config
 from services.stream_types import SessionLimits, StreamError, StreamSettings
 
 

@@ -130,15 +130,15 @@ async def _serve_embedded(args: argparse.Namespace) -> int:
     from services.threads import pin_threads
 
     threads = pin_threads(args.threads)
-    from pipeline.runner import EVERY_FRAME, RunnerConfig
     from pipeline.spotter import Spotter
+    from pipeline.video_job import runner_config
     from services.embedded_server import EmbeddedServer, ServerConfig
     from services.engines import LocalEngine
     from services.prompt_cache import make_prompt_cache
 
     if args.detect_every < 1:
         raise ClipSpotError(f"serve: --detect-every must be >= 1, got {args.detect_every}")
-    runner = EVERY_FRAME if args.every_frame else RunnerConfig(detect_every=args.detect_every)
+    runner = runner_config(args.detect_every, every_frame=args.every_frame)
     config = ServerConfig(port=args.port, host=args.host, drain_grace_s=args.drain_grace,
                           runner=runner, metrics_port=args.metrics_port or None,
                           tls=server_tls(args), tokens=read_tokens(args.token_file)
