@@ -141,15 +141,21 @@ def ray_cluster() -> Iterator[dict]:
     # Workers import `pipeline` and `services` from the checkout, like the driver does.
     python_path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
     os.environ["PYTHONPATH"] = python_path
+    metrics_port = free_port()
     context = ray.init(
         num_cpus=2,
         include_dashboard=False,
         object_store_memory=256 * 1024 * 1024,  # small: /dev/shm is shared with other tests
         log_to_driver=False,
         runtime_env={"env_vars": {"PYTHONPATH": python_path}},
+        # Ray's metrics agent on a known port, exporting every second (default 10 s), so a test
+        # can scrape what the deployments record (`ray start --metrics-export-port` in the chart).
+        _metrics_export_port=metrics_port,
+        _system_config={"metrics_report_interval_ms": 1000},
     )
     try:
-        yield {"address": context.address_info.get("address"), "context": context}
+        yield {"address": context.address_info.get("address"), "context": context,
+               "metrics_port": metrics_port}
     finally:
         from ray import serve
 

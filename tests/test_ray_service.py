@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -323,6 +324,43 @@ def test_stream_survives_redis_killed_midway(ray_service, video, service_redis):
         assert sum(s["redis_errors"] for s in stats.values()) >= 1
     finally:
         service_redis.start()
+
+
+def scrape_ray_metrics(port: int) -> dict[str, float]:
+    """Ray's metrics agent's Prometheus text, each sample name summed over its label sets
+    (replicas, deployments, workers)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+    return totals
+
+
+def test_ray_metrics_port_shows_the_stream_counters_move(ray_cluster, ray_service, video):
+    """The same metrics as embedded mode, from the Ray deployments, under Ray's `ray_` prefix
+    on the metrics agent's port (what the chart's PodMonitor scrapes)."""
+    path, pts = video
+    port = ray_cluster["metrics_port"]
+    names = ("ray_clipspot_frames_decoded_total", "ray_clipspot_frames_answered_total",
+             "ray_clipspot_spot_latency_seconds_count", "ray_clipspot_words_read_total")
+    before = scrape_ray_metrics(port)
+    results, _ = stream_once(ray_service["target"], path, stream_id="scraped")
+    assert_every_frame_in_order(results, pts)
+
+    def moved() -> bool:
+        after = scrape_ray_metrics(port)
+        return all(after.get(n, 0.0) - before.get(n, 0.0) >= len(pts) for n in names[:3]) \
+            and after.get(names[3], 0.0) > before.get(names[3], 0.0)
+
+    wait_for(moved, f"{names} to grow by {len(pts)} frames on Ray's metrics port", 60)
+    after = scrape_ray_metrics(port)
+    assert after["ray_clipspot_frames_answered_total"] - before.get(
+        "ray_clipspot_frames_answered_total", 0.0) == len(pts)
+    assert "ray_clipspot_active_streams" in after  # a gauge each ingress replica reports
 
 
 def test_four_concurrent_streams_lose_no_frame(ray_service, video):
