@@ -14,6 +14,14 @@ Two implementations behind one interface:
   stored bytes. Redis being down never stops serving: the replica computes locally, remembers
   that Redis failed and skips it for a short while (so frames do not each pay a timeout).
 
+Redis security (docs/security.md): `rediss://` speaks TLS; the CA (and a client certificate for
+mutual TLS) come as URL query arguments, `?ssl_ca_certs=/path/ca.pem&ssl_certfile=...&
+ssl_keyfile=...`; the password comes from the URL (`redis://:PASSWORD@host`) or, when the URL
+has none, from $CLIPSPOT_REDIS_PASSWORD. Logs and errors show the URL with its password
+replaced by `***`. A Redis that refuses this replica at start (wrong password, untrusted
+certificate, not there) is a WARNING, not a failure: the replica computes locally, exactly as
+after a crash of Redis, and tries again every `retry_after_s`.
+
 Values are raw little-endian float32 (`embed_dim * 4` bytes): no pickle (unsafe, version-bound),
 no JSON (bigger, lossy), and the layout a Redis vector index would expect.
 Calls are blocking; async callers run them with `asyncio.to_thread` (the text encoder is CPU
@@ -23,17 +31,50 @@ work anyway).
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import numpy as np
 
+from pipeline.errors import ClipSpotError
+
+log = logging.getLogger("clipspot.cache")
+
 SCHEMA_VERSION = 1
 KEY_PREFIX = f"clipspot:emb:v{SCHEMA_VERSION}"
+PASSWORD_ENV = "CLIPSPOT_REDIS_PASSWORD"
+TLS_FILE_ARGS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
+
+
+def redact(url: str) -> str:
+    """The URL with its password (if any) replaced by `***`, for logs and errors."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def connection_kwargs(url: str) -> dict[str, str]:
+    """What the URL leaves out: the password from the environment; TLS files checked to exist
+    (a typo in a path is a configuration error, refused at start, not a Redis outage)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss"):
+        raise ClipSpotError(f"prompt cache: {redact(url)}: not a redis:// or rediss:// URL")
+    for name, values in parse_qs(parts.query).items():
+        if name in TLS_FILE_ARGS and not Path(values[-1]).is_file():
+            raise ClipSpotError(f"prompt cache: {redact(url)}: {name} {values[-1]}: no such file")
+    password = os.environ.get(PASSWORD_ENV)
+    return {"password": password} if password and parts.password is None else {}
 
 
 @dataclass(frozen=True)
@@ -166,18 +207,38 @@ class RedisPromptCache:
 
         self.config = config or RedisCacheConfig()
         self.embed_dim = embed_dim
-        self.url = url
+        self.url = redact(url)  # never keep the password where it could be printed
         self._errors = redis.exceptions.RedisError
         self._client = redis.Redis.from_url(
             url,
             socket_timeout=self.config.socket_timeout_s,
             socket_connect_timeout=self.config.socket_timeout_s,
             retry=Retry(NoBackoff(), 0),  # fail fast: the fallback is computing locally
+            **connection_kwargs(url),
         )
         self._unlock = self._client.register_script(_UNLOCK_LUA)
         self._local = LocalPromptCache()
         self.stats = self._local.stats
         self._down_until = 0.0
+        self._probe()
+
+    def _probe(self) -> None:
+        """Say at start whether Redis takes us: a refusal is logged once, then we fall back."""
+        try:
+            self._client.ping()
+        except self._errors as err:
+            self._went_down(err)
+        else:
+            log.info("prompt cache: Redis at %s", self.url)
+
+    def _went_down(self, err: BaseException) -> None:
+        self.stats.bump("redis_errors")
+        if time.monotonic() >= self._down_until:  # once per outage, not once per prompt
+            log.warning("prompt cache: Redis at %s is unusable (%s: %s); computing prompt "
+                        "embeddings locally, trying again in %.0f s", self.url,
+                        type(err).__name__, str(err).splitlines()[0][:200] if str(err) else "",
+                        self.config.retry_after_s)
+        self._down_until = time.monotonic() + self.config.retry_after_s
 
     def get_or_compute(self, key: PromptKey, compute: Callable[[], np.ndarray]) -> np.ndarray:
         value = self._local.peek(key)
@@ -199,10 +260,9 @@ class RedisPromptCache:
             return _compute(compute, self.stats)
         try:
             return self._via_redis(key, compute)
-        except self._errors:
+        except self._errors as err:
             # Redis unreachable or failing: serving matters more than sharing.
-            self.stats.bump("redis_errors")
-            self._down_until = time.monotonic() + self.config.retry_after_s
+            self._went_down(err)
             return _compute(compute, self.stats)
 
     def _via_redis(self, key: PromptKey, compute: Callable[[], np.ndarray]) -> np.ndarray:

@@ -36,7 +36,8 @@ from pipeline.runner import RunnerConfig
 from pipeline.video_job import runner_config
 from services.metrics import RaySink, Recorder
 from services.ray_spotter import RayEngine, TextSpotter
-from services.servicer import RpcFailure, SpottingService
+from services.servicer import RpcFailure, SpottingService, client_identity
+from services.stream_types import SessionLimits
 
 log = logging.getLogger("clipspot.ray")
 
@@ -66,11 +67,16 @@ ENV_KEYS = {  # build_app argument -> environment variable the replicas read
 class StreamIngress:
     """Serve's face of the service core: owns each bidi stream and its state."""
 
-    def __init__(self, spotter: DeploymentHandle, runner: RunnerConfig | None = None) -> None:
+    def __init__(
+        self,
+        spotter: DeploymentHandle,
+        runner: RunnerConfig | None = None,
+        limits: SessionLimits | None = None,
+    ) -> None:
         import cv2
 
         cv2.setNumThreads(1)  # motion following's small calls; as the embedded server pins it
-        self.service = SpottingService(RayEngine(spotter), runner=runner,
+        self.service = SpottingService(RayEngine(spotter), limits, runner=runner,
                                        metrics=Recorder(RaySink()))
         self._warm_up: asyncio.Future | None = None
 
@@ -78,7 +84,9 @@ class StreamIngress:
         # Serve's gRPC context has no initial metadata: the model checksum goes as trailing.
         grpc_context.set_trailing_metadata(list(await self.service.model_metadata()))
         try:
-            async for response in self.service.stream_spot(request_stream):
+            # Tokens are not enforced in Ray mode: clients are told apart by address only.
+            client = client_identity(grpc_context)
+            async for response in self.service.stream_spot(request_stream, client):
                 yield response
         except RpcFailure as failure:
             _fail(grpc_context, failure)
@@ -120,7 +128,7 @@ def _fail(grpc_context, failure: RpcFailure) -> None:  # type: ignore[no-untyped
 BUILD_KEYS = frozenset({
     *ENV_KEYS, "spotter_replicas", "ingress_replicas", "num_gpus", "spotter_cpus",
     "ingress_cpus", "max_batch_size", "graceful_shutdown_timeout_s", "detect_every",
-    "every_frame",
+    "every_frame", "max_streams_per_client",
 })
 
 
@@ -131,7 +139,8 @@ def build_app(args: dict) -> serve.Application:
     CLIPSPOT_* env vars), spotter_replicas, ingress_replicas, num_gpus, spotter_cpus,
     max_batch_size, ingress_cpus (0 packs test clusters), graceful_shutdown_timeout_s,
     max_side (CLIPSPOT_MAX_SIDE), and the streams' default keyframe mode: detect_every (5),
-    every_frame (false), as `clipspot serve --detect-every/--every-frame`.
+    every_frame (false), as `clipspot serve --detect-every/--every-frame`;
+    max_streams_per_client (0: no limit; counted per StreamIngress replica, by peer address).
     An unknown key (a typo, or one of an older layout such as decoder_replicas) is refused.
     """
     unknown = sorted(set(args) - BUILD_KEYS)
@@ -165,7 +174,8 @@ def build_app(args: dict) -> serve.Application:
         ray_actor_options=ingress_actor,
         **common,
     )
-    return ingress.bind(spotter.bind(), _runner_config(args))
+    limits = SessionLimits(max_streams_per_client=int(args.get("max_streams_per_client", 0)))
+    return ingress.bind(spotter.bind(), _runner_config(args), limits=limits)
 
 
 def _runner_config(args: dict) -> RunnerConfig:
@@ -193,6 +203,7 @@ def run_ray(args: argparse.Namespace) -> int:
         "max_side": getattr(args, "max_side", None),
         "detect_every": getattr(args, "detect_every", 5),
         "every_frame": bool(getattr(args, "every_frame", False)),
+        "max_streams_per_client": getattr(args, "max_streams_per_client", 0) or 0,
     }
     if getattr(args, "drain_grace", None) is not None:  # `--drain-grace`: the same grace here
         builder_args["graceful_shutdown_timeout_s"] = args.drain_grace

@@ -6,8 +6,12 @@ Serve ingress (services/ray_app.py). They differ only in how a status reaches th
 sends `code` and `message`. Protobuf is parsed and built here and in services/grpc_edge.py only.
 
     service = SpottingService(engine, limits, runner_default, drain, metrics)
-    async for response in service.stream_spot(request_iterator): ...   # RpcFailure on errors
+    async for response in service.stream_spot(request_iterator, client_identity(context)): ...
     response = await service.spot_image(request)                       # RpcFailure on errors
+
+Each front names the calling client (`client_identity`: the bearer token's hash when tokens are
+on, else the peer's address without its port); `limits.max_streams_per_client` caps the streams
+one client holds open at once, so one client cannot take every stream slot of a replica.
 
 The engine may come later (`set_engine`, once the model has loaded): until then, and until the
 engine has named its model (`warm_up`), health says NOT_SERVING; calls arriving meanwhile wait
@@ -18,8 +22,11 @@ Metrics go through `metrics` (services/metrics.py), whichever front serves.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import aclosing, contextmanager
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2
@@ -70,6 +77,23 @@ def status_of(err: BaseException) -> RpcFailure | None:
     return None
 
 
+def client_identity(context: Any, by_token: bool = False) -> str:
+    """Who is calling, for per-client limits and logs: never the token itself.
+
+    `by_token` only where tokens are enforced: otherwise any client could mint a fresh identity
+    per stream with a made-up header. The peer is gRPC's `ipv4:1.2.3.4:5678` form; the port is
+    dropped, because each connection of one client has its own.
+    """
+    if by_token:
+        for key, value in context.invocation_metadata() or ():
+            token = value.split()[-1:] if key == "authorization" and isinstance(value, str) else []
+            if token:
+                return f"token sha256:{hashlib.sha256(token[0].encode()).hexdigest()[:8]}"
+    peer = str(context.peer() or "unknown")
+    host, _, port = peer.rpartition(":")
+    return host if host and port.isdigit() else peer
+
+
 class SpottingService:
     """StreamSpot and SpotImage over one engine, with health and shutdown (`drain`)."""
 
@@ -87,6 +111,7 @@ class SpottingService:
         self.drain = drain or Drain()
         self.metrics = metrics or Recorder()
         self.open_streams = 0
+        self.client_streams: dict[str, int] = {}  # open streams per client_identity
         self.idle = asyncio.Event()  # set while no stream is open (the drain waits on it)
         self.idle.set()
         self._checksum: str | None = None
@@ -130,17 +155,59 @@ class SpottingService:
             return health_pb2.HealthCheckResponse.NOT_SERVING
         return health_pb2.HealthCheckResponse.SERVING
 
-    async def stream_spot(
-        self, requests: AsyncIterator[pb.StreamRequest]
-    ) -> AsyncIterator[pb.StreamResponse]:
+    def _refusal(self, client: str | None) -> RpcFailure | None:
+        """Why a new stream is refused before it starts (shutdown, the client's limit)."""
         if self.drain.started.is_set():
-            self.metrics.stream_ended(grpc.StatusCode.UNAVAILABLE.name)
-            raise RpcFailure(grpc.StatusCode.UNAVAILABLE,
-                             "server is shutting down and takes no new streams; "
-                             "connect again (another replica or after the restart)")
+            return RpcFailure(grpc.StatusCode.UNAVAILABLE,
+                              "server is shutting down and takes no new streams; "
+                              "connect again (another replica or after the restart)")
+        limit = self.limits.max_streams_per_client
+        held = self.client_streams.get(client or "", 0)
+        if client and limit and held >= limit:
+            return RpcFailure(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                              f"client {client}: {held} streams open, the limit is {limit} "
+                              "(--max-streams-per-client)")
+        return None
+
+    @contextmanager
+    def _opened(self, client: str | None) -> Iterator[None]:
+        """Count the stream as open (server-wide and for its client) while it runs."""
         self.open_streams += 1
+        if client:
+            self.client_streams[client] = self.client_streams.get(client, 0) + 1
         self.metrics.streams_open(self.open_streams)
         self.idle.clear()
+        try:
+            yield
+        finally:
+            if client:
+                left = self.client_streams.pop(client) - 1
+                if left:
+                    self.client_streams[client] = left
+            self.open_streams -= 1
+            self.metrics.streams_open(self.open_streams)
+            if not self.open_streams:
+                self.idle.set()
+
+    async def stream_spot(
+        self, requests: AsyncIterator[pb.StreamRequest], client: str | None = None
+    ) -> AsyncIterator[pb.StreamResponse]:
+        """One StreamSpot call; `client` (`client_identity`) is what per-client limits count."""
+        refusal = self._refusal(client)
+        if refusal is not None:
+            self.metrics.stream_ended(refusal.code.name)
+            if refusal.code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                log.warning("%s", refusal.message)
+            raise refusal
+        # aclosing: a cancelled call ends the inner stream (its metrics) now, not at GC.
+        with self._opened(client):
+            async with aclosing(self._stream(requests)) as responses:
+                async for response in responses:
+                    yield response
+
+    async def _stream(
+        self, requests: AsyncIterator[pb.StreamRequest]
+    ) -> AsyncIterator[pb.StreamResponse]:
         code, meter = "CANCELLED", None  # kept if the call is cancelled (client gone)
         try:
             engine = await self.loaded_engine()
@@ -166,10 +233,6 @@ class SpottingService:
             if meter is not None:
                 meter.close()
             self.metrics.stream_ended(code)
-            self.open_streams -= 1
-            self.metrics.streams_open(self.open_streams)
-            if not self.open_streams:
-                self.idle.set()
 
     async def spot_image(self, request: pb.SpotImageRequest) -> pb.SpotImageResponse:
         try:

@@ -36,6 +36,7 @@ class SessionLimits:
     max_queue: int = 64
     max_raw_side: int = 8192
     max_prompt_chars: int = 1000
+    max_streams_per_client: int = 0  # open streams per client (servicer.client_identity); 0: any
 
 
 @dataclass(frozen=True)

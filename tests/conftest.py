@@ -4,6 +4,8 @@
   Tests must use their own keys (or call `redis_server.flush()`); do not stop it.
 - `disposable_redis` (function): a private `redis-server` a test may stop or kill (fallback
   tests); it is stopped at the end of the test whatever happened.
+- `pki` (session): a throwaway CA with a server certificate (localhost, 127.0.0.1) and a client
+  certificate, for the gRPC TLS tests and the Redis TLS tests.
 - `ray_cluster` (session, lazy): `ray.init(num_cpus=2, include_dashboard=False)` once per test
   session, created only when a test asks for it; Serve and Ray are shut down at the end.
 
@@ -13,6 +15,8 @@ The redis-server binary is the system one when present, else the one bundled by 
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import os
 import shutil
 import socket
@@ -22,6 +26,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,11 +65,16 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self, timeout_s: float = 10.0) -> RedisServer:
-        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
+    def server_args(self) -> list[str]:
+        """Command-line options after the binary (a TLS server overrides this)."""
+        return ["--port", str(self.port), "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "no", "--protected-mode", "no"]
+
+    def start(self, timeout_s: float = 10.0) -> RedisServer:
+        """Start (or, after `kill`/`stop`, restart on the same port) and wait for a PING."""
         self.process = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            [self.binary, *self.server_args()], stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -198,3 +211,57 @@ def weights_file(tmp_path_factory) -> Path:
     if shipped.exists():
         return shipped
     return pack_tiny_weights(tmp_path_factory.mktemp("weights") / "tiny.pt")
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A CA; a server certificate for 127.0.0.1/localhost and a client certificate it signed
+    (made here, at test time: nothing secret is committed). Keys are unencrypted PEM."""
+    folder = tmp_path_factory.mktemp("pki")
+    ca_key, ca_cert = _certificate("clipspot test CA", None, None, is_ca=True)
+    server_key, server_cert = _certificate("localhost", ca_key, ca_cert, is_ca=False)
+    client_key, client_cert = _certificate("client", ca_key, ca_cert, is_ca=False)
+    files = {"ca": ca_cert, "server.crt": server_cert, "server.key": server_key,
+             "client.crt": client_cert, "client.key": client_key}
+    paths = {}
+    for name, item in files.items():
+        paths[name] = folder / name
+        paths[name].write_bytes(_pem(item))
+    return paths
+
+
+def _certificate(
+    name: str, issuer_key: ec.EllipticCurvePrivateKey | None, issuer: x509.Certificate | None,
+    is_ca: bool,
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """A P-256 key and its certificate, signed by `issuer` (self-signed when None)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer.subject if issuer else subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
+    )
+    if is_ca:
+        builder = builder.add_extension(x509.KeyUsage(
+            digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
+            key_encipherment=False, data_encipherment=False, key_agreement=False,
+            encipher_only=False, decipher_only=False), critical=True)
+    else:
+        builder = builder.add_extension(x509.SubjectAlternativeName([
+            x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False)
+    return key, builder.sign(issuer_key or key, hashes.SHA256())
+
+
+def _pem(item: ec.EllipticCurvePrivateKey | x509.Certificate) -> bytes:
+    if isinstance(item, x509.Certificate):
+        return item.public_bytes(serialization.Encoding.PEM)
+    return item.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption())

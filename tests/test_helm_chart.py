@@ -312,15 +312,53 @@ def test_tls_mounts_the_secret_into_a_grpc_proxy(chart: helm.Chart) -> None:
         assert len(spec["containers"]) == 1
 
 
-def test_pods_run_as_non_root_with_resource_requests(chart: helm.Chart) -> None:
+def test_every_container_is_non_root_with_a_read_only_root(chart: helm.Chart) -> None:
     objects = render(chart, values_of(CHART / "ci" / "tls-values.yaml"))
-    specs = list(ray_pod_specs(only(objects, "RayService")).values())
-    specs.append(only(objects, "Deployment")["spec"]["template"]["spec"])
+    rayservice = only(objects, "RayService")
+    specs = list(ray_pod_specs(rayservice).values())
+    specs.append(only(objects, "Deployment")["spec"]["template"]["spec"])  # Redis
+    autoscaler = rayservice["spec"]["rayClusterConfig"]["autoscalerOptions"]
+    contexts = [autoscaler["securityContext"]]
     for spec in specs:
         assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["securityContext"]["runAsUser"] > 0
         for container in spec["containers"]:
-            assert container["securityContext"]["allowPrivilegeEscalation"] is False
+            contexts.append(container["securityContext"])
             assert container["resources"]["requests"]["cpu"]
+    for context in contexts:
+        assert context["runAsNonRoot"] is True and context["readOnlyRootFilesystem"] is True
+        assert context["allowPrivilegeEscalation"] is False
+        assert context["capabilities"]["drop"] == ["ALL"]
+        assert context.get("runAsUser", 1000) > 0  # the TLS proxy's own non-root user: 101
+    assert {"name": "tmp", "mountPath": "/tmp"} in autoscaler["volumeMounts"]
+
+
+def test_what_ray_and_nginx_write_goes_to_empty_dirs(chart: helm.Chart) -> None:
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    assert "\nUSER 1000\n" in dockerfile  # the uid runAsUser names in values.yaml
+    rayservice = only(render(chart, values_of(CHART / "ci" / "tls-values.yaml")), "RayService")
+    for role, spec in ray_pod_specs(rayservice).items():
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        assert volumes["tmp"]["emptyDir"] == {} and volumes["dshm"]["emptyDir"]["medium"]
+        for container in spec["containers"]:  # Ray and the nginx TLS proxy
+            mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+            assert mounts["/tmp"] == "tmp", (role, container["name"])
+        ray = ray_container(spec)
+        assert {m["mountPath"] for m in ray["volumeMounts"]} >= {"/tmp", "/dev/shm"}
+        assert env_of(ray)["XDG_CACHE_HOME"]["value"].startswith("/tmp/")
+
+
+def test_external_redis_over_tls_gets_its_ca_mounted(chart: helm.Chart) -> None:
+    values = values_of(CHART / "ci" / "external-redis-values.yaml")
+    rayservice = only(render(chart, values), "RayService")
+    for spec in ray_pod_specs(rayservice).values():
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        assert volumes["redis-ca"]["secret"]["secretName"] == "clipspot-redis-ca"
+        mounts = {m["name"]: m for m in ray_container(spec)["volumeMounts"]}
+        assert mounts["redis-ca"] == {"name": "redis-ca", "mountPath": "/etc/clipspot/redis-ca",
+                                      "readOnly": True}
+    for spec in ray_pod_specs(only(render(chart), "RayService")).values():
+        assert "redis-ca" not in {v["name"] for v in spec["volumes"]}  # bundled Redis: none
 
 
 @pytest.mark.parametrize(

@@ -193,6 +193,36 @@ def test_redis_killed_falls_back_to_local_computation(disposable_redis):
     newcomer.close()
 
 
+def test_redis_restarted_is_used_again_and_refills(disposable_redis):
+    """Spotting never stops; once Redis is back (empty: a cache has no persistence), replicas
+    use it again after `retry_after_s` and it refills, keyed by the weights' checksum."""
+    config = RedisCacheConfig(retry_after_s=0.3)
+    caches = [RedisPromptCache(disposable_redis.url, embed_dim=EMBED_DIM, config=config)
+              for _ in range(2)]
+    during, after = fresh_key("while redis is down"), fresh_key("after the restart")
+    encoder = Encoder()
+    disposable_redis.kill()
+    assert caches[0].get_or_compute(during, encoder(during.prompt)).tobytes() == (
+        encode(during.prompt).tobytes())
+    disposable_redis.start()  # the same port, an empty Redis
+    time.sleep(config.retry_after_s + 0.1)
+
+    caches[0].get_or_compute(after, encoder(after.prompt))
+    client = redis.Redis.from_url(disposable_redis.url)
+    assert client.get(after.redis_key()) == encode(after.prompt).astype("<f4").tobytes()
+    read = caches[1].get_or_compute(after, Encoder(fail=True)(after.prompt))  # refilled
+    assert read.tobytes() == encode(after.prompt).tobytes() and caches[1].stats.redis_hits == 1
+    assert caches[0].stats.redis_errors == 1 and encoder.calls == 2
+
+    other_weights = PromptKey("f" * 12, after.prompt, after.context_length)
+    other = Encoder()
+    caches[1].get_or_compute(other_weights, other(after.prompt))
+    assert other.calls == 1  # another checksum never reads the entry above
+    for cache in caches:
+        cache.close()
+    client.close()
+
+
 def test_local_cache_is_single_flight_across_threads():
     cache = make_prompt_cache(None)
     assert isinstance(cache, LocalPromptCache)

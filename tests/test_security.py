@@ -1,4 +1,5 @@
-"""Security of the embedded server: TLS, mutual TLS, bearer tokens and the 127.0.0.1 default.
+"""Security of the embedded server: TLS, mutual TLS, bearer tokens, per-client stream limits and
+the 127.0.0.1 default.
 
 Real servers on loopback, real channels; the certificates are made here, at test time, by a
 throwaway CA (nothing secret is committed).
@@ -6,23 +7,19 @@ throwaway CA (nothing secret is committed).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import datetime
-import ipaddress
 import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import grpc
 import pytest
 from conftest import REPO_ROOT, free_port
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-from grpc_harness import MAX_SIDE, BackgroundServer
+from grpc_harness import MAX_SIDE, BackgroundServer, config_request
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from PIL import Image, ImageDraw
@@ -32,9 +29,13 @@ from clipspot.aio_client import ClipSpotClient
 from pipeline.errors import ClipSpotError
 from pipeline.spotter import Spotter
 from pipeline.types import FrameResult
-from services.auth import read_tokens
+from services.auth import bearer_metadata, read_tokens
+from services.cli import serve as serve_cli
 from services.cli.main import main as clipspot
 from services.client import SpotClient
+from services.rpc.clipspot.v1 import spotting_pb2 as pb
+from services.rpc.clipspot.v1 import spotting_pb2_grpc as pb_grpc
+from services.stream_types import SessionLimits
 from services.tls import ClientTls, ServerTls
 
 TOKENS = (b"token-one-4f1c", b"token-two-9a7e")
@@ -43,22 +44,6 @@ TOKENS = (b"token-one-4f1c", b"token-two-9a7e")
 @pytest.fixture(scope="module")
 def spotter() -> Spotter:
     return Spotter.load(max_side=MAX_SIDE)
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A CA; a server certificate for 127.0.0.1/localhost and a client certificate it signed."""
-    folder = tmp_path_factory.mktemp("pki")
-    ca_key, ca_cert = _certificate("clipspot test CA", None, None, is_ca=True)
-    server_key, server_cert = _certificate("localhost", ca_key, ca_cert, is_ca=False)
-    client_key, client_cert = _certificate("client", ca_key, ca_cert, is_ca=False)
-    files = {"ca": ca_cert, "server.crt": server_cert, "server.key": server_key,
-             "client.crt": client_cert, "client.key": client_key}
-    paths = {}
-    for name, item in files.items():
-        paths[name] = folder / name
-        paths[name].write_bytes(_pem(item))
-    return paths
 
 
 @pytest.fixture(scope="module")
@@ -191,6 +176,76 @@ def test_serve_binds_loopback_and_never_logs_the_token(images, tmp_path: Path) -
     assert all(token.decode() not in text for token in TOKENS)
 
 
+class HeldStream:
+    """A StreamSpot call kept open after its config (its request iterator waits)."""
+
+    def __init__(self, channel: grpc.Channel, name: str, token: str | None = None) -> None:
+        self._release = threading.Event()
+        self.call = pb_grpc.TextSpottingStub(channel).StreamSpot(
+            self._requests(name), timeout=60, metadata=bearer_metadata(token))
+
+    def _requests(self, name: str):  # type: ignore[no-untyped-def]
+        yield config_request(pb.INPUT_KIND_IMAGES, stream_id=name)
+        self._release.wait(60)
+
+    def first(self) -> pb.StreamResponse:
+        """The first answer (credits: the stream is open), or the call's error status."""
+        return next(self.call)
+
+    def close(self) -> None:
+        self._release.set()  # half-close: the stream ends OK
+        list(self.call)
+
+
+def test_streams_per_client_are_capped_by_address(spotter) -> None:
+    limits = SessionLimits(max_streams_per_client=2)
+    with BackgroundServer(spotter, limits=limits) as server, \
+            grpc.insecure_channel(server.target) as channel:
+        held = [HeldStream(channel, f"held-{i}") for i in range(2)]
+        assert all(stream.first().HasField("credits") for stream in held)
+        with pytest.raises(grpc.RpcError) as refused:
+            HeldStream(channel, "third").first()
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert refused.value.details() == ("client ipv4:127.0.0.1: 2 streams open, the limit "
+                                           "is 2 (--max-streams-per-client)")
+        held.pop().close()  # a slot frees as soon as a stream ends
+        again = HeldStream(channel, "again")
+        assert again.first().HasField("credits")
+        for stream in (*held, again):
+            stream.close()
+        assert server.server.service.client_streams == {}
+
+
+def test_with_tokens_each_token_is_a_client(spotter) -> None:
+    limits = SessionLimits(max_streams_per_client=1)
+    one, two = (token.decode() for token in TOKENS)
+    with BackgroundServer(spotter, limits=limits, tokens=TOKENS) as server, \
+            grpc.insecure_channel(server.target) as channel:
+        first = HeldStream(channel, "one", token=one)
+        assert first.first().HasField("credits")
+        with pytest.raises(grpc.RpcError) as refused:
+            HeldStream(channel, "one-more", token=one).first()
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert refused.value.details().startswith("client token sha256:")
+        assert one not in refused.value.details()  # named by a hash, never by the token
+        other = HeldStream(channel, "two", token=two)  # same address, another client
+        assert other.first().HasField("credits")
+        first.close()
+        other.close()
+
+
+def test_limit_flags_are_checked_and_reach_the_server() -> None:
+    parser = argparse.ArgumentParser()
+    serve_cli.add_arguments(parser)
+    args = parser.parse_args(["--max-streams-per-client", "4", "--max-message-mb", "8"])
+    assert serve_cli.client_limits(args).max_streams_per_client == 4
+    for bad in (["--max-streams-per-client", "-1"], ["--max-message-mb", "0"]):
+        with pytest.raises(ClipSpotError, match="must be"):
+            serve_cli.client_limits(parser.parse_args(bad))
+    with pytest.raises(ClipSpotError, match="no message size option"):
+        serve_cli.run(parser.parse_args(["--ray", "--max-message-mb", "8"]))
+
+
 def _wait_serving(target: str, timeout_s: float = 120.0) -> None:
     """`clipspot serve` listens before the model loads; calls are UNAVAILABLE until SERVING."""
     with grpc.insecure_channel(target) as channel:
@@ -211,40 +266,3 @@ def _listed_services(channel: grpc.Channel) -> set[str]:
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
-
-
-def _certificate(
-    name: str, issuer_key: ec.EllipticCurvePrivateKey | None, issuer: x509.Certificate | None,
-    is_ca: bool,
-) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    """A P-256 key and its certificate, signed by `issuer` (self-signed when None)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer.subject if issuer else subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
-    )
-    if is_ca:
-        builder = builder.add_extension(x509.KeyUsage(
-            digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-            key_encipherment=False, data_encipherment=False, key_agreement=False,
-            encipher_only=False, decipher_only=False), critical=True)
-    else:
-        builder = builder.add_extension(x509.SubjectAlternativeName([
-            x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False)
-    return key, builder.sign(issuer_key or key, hashes.SHA256())
-
-
-def _pem(item: ec.EllipticCurvePrivateKey | x509.Certificate) -> bytes:
-    if isinstance(item, x509.Certificate):
-        return item.public_bytes(serialization.Encoding.PEM)
-    return item.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                              serialization.NoEncryption())

@@ -5,6 +5,10 @@ inference needs: the detector config and fp16 state, the recognizer's, pixel mea
 charset, the default prompt and its precomputed embedding, and a format version. Its short
 sha256 (`file_checksum`) identifies the weights in outputs and cache keys. Loading always uses
 `weights_only=True`: a checkpoint is data, never code.
+
+Beside a weights file may lie `<file>.sha256` (`sha256sum` format, written by `pack_weights`):
+when it exists, `read_checkpoint` refuses a file whose sha256 differs, so a corrupt download or a
+replaced file fails at load with one clear line instead of serving from unknown weights.
 """
 
 from __future__ import annotations
@@ -44,12 +48,49 @@ def detector_config_from_dict(d: dict[str, Any]) -> DetectorConfig:
     )
 
 
-def file_checksum(path: str | Path) -> str:
+def file_sha256(path: str | Path) -> str:
+    """The full hex sha256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
-    return digest.hexdigest()[:12]
+    return digest.hexdigest()
+
+
+def file_checksum(path: str | Path) -> str:
+    return file_sha256(path)[:12]
+
+
+def sha256_path(path: str | Path) -> Path:
+    """Where a file's recorded checksum lives: `<file>.sha256` beside it."""
+    path = Path(path)
+    return path.with_name(path.name + ".sha256")
+
+
+def write_sha256(path: str | Path) -> str:
+    """Record the file's sha256 beside it (`sha256sum -c` reads it); returns the digest."""
+    path = Path(path)
+    digest = file_sha256(path)
+    sha256_path(path).write_text(f"{digest}  {path.name}\n")
+    return digest
+
+
+def verify_sha256(path: str | Path) -> None:
+    """Compare the file with its recorded sha256, if one is recorded (no record: no check)."""
+    path, record = Path(path), sha256_path(path)
+    if not record.is_file():
+        return
+    fields = record.read_text(errors="replace").split()
+    expected = fields[0].lower() if fields else ""
+    if len(expected) != 64 or any(c not in "0123456789abcdef" for c in expected):
+        raise ClipSpotError(f"{record}: not a sha256 record (expected '<64 hex digits>  "
+                            f"{path.name}')")
+    actual = file_sha256(path)
+    if actual != expected:
+        raise ClipSpotError(
+            f"{path}: sha256 {actual[:16]}… does not match the recorded {expected[:16]}… "
+            f"({record}); the file is corrupt or was replaced"
+        )
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -57,6 +98,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ClipSpotError(f"{path}: weights file not found")
+    verify_sha256(path)  # before unzipping: a replaced file is named as such, not as corrupt
     if not zipfile.is_zipfile(path):  # torch.save writes zip archives; a cut file loses its index
         raise ClipSpotError(f"{path}: not a readable checkpoint (truncated or corrupt?)")
     try:
@@ -108,7 +150,7 @@ def pack_weights(
     path: str | Path,
     postprocess: PostprocessConfig | None = None,
 ) -> str:
-    """Write the inference file (fp16 tensors) and return its checksum.
+    """Write the inference file (fp16 tensors) and its `.sha256` record; return its checksum.
 
     The prompt embedding is computed from the fp16-rounded weights, so the cached embedding and
     `Spotter.encode_prompt` on the loaded file agree to float tolerance.
@@ -131,4 +173,4 @@ def pack_weights(
     }
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     torch.save(packed, path)
-    return file_checksum(path)
+    return write_sha256(path)[:12]

@@ -105,7 +105,11 @@ def _summary(result) -> dict:  # type: ignore[no-untyped-def]
 def _write(args: argparse.Namespace, data: dict, results: dict, best: str) -> None:
     import torch
 
+    from pipeline.model.checkpoint import write_sha256
+
     data["readers"] = {name: r.calibration.to_dict() for name, r in results.items()}
     data["default_reader"] = best
     args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(data, args.out)
+    # The record beside the weights must follow them, or the next load refuses the file.
+    write_sha256(args.out)

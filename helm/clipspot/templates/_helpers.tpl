@@ -72,6 +72,9 @@ do not rotate it under running replicas), else a new random one.
   value: {{ $root.Values.model.weights | quote }}
 - name: CLIPSPOT_DEVICE
   value: {{ .device | quote }}
+# The root filesystem is read-only: caches (torch, onnxruntime, pip) go to the /tmp emptyDir.
+- name: XDG_CACHE_HOME
+  value: /tmp/cache
 {{- if $root.Values.model.reader }}
 - name: CLIPSPOT_READER
   value: {{ $root.Values.model.reader | quote }}
@@ -110,6 +113,19 @@ do not rotate it under running replicas), else a new random one.
   protocol: TCP
 {{- end }}
 
+{{/* Mounts of every Ray container (head and workers). */}}
+{{- define "clipspot.rayMounts" -}}
+- name: dshm
+  mountPath: /dev/shm
+- name: tmp
+  mountPath: /tmp
+{{- if and (not .Values.redis.enabled) .Values.redis.external.caSecret }}
+- name: redis-ca
+  mountPath: /etc/clipspot/redis-ca
+  readOnly: true
+{{- end }}
+{{- end }}
+
 {{- define "clipspot.podAnnotations" -}}
 {{- if .Values.metrics.podAnnotations -}}
 prometheus.io/scrape: "true"
@@ -123,6 +139,16 @@ prometheus.io/path: /metrics
   emptyDir:
     medium: Memory
     sizeLimit: {{ .shmSize }}
+# The root filesystem is read-only (securityContext): Ray's session dir, logs and spilled
+# objects, Python's and nginx's temp files live here. Disk-backed, no size limit (spilling).
+- name: tmp
+  emptyDir: {}
+{{- if and (not .root.Values.redis.enabled) .root.Values.redis.external.caSecret }}
+- name: redis-ca
+  secret:
+    secretName: {{ .root.Values.redis.external.caSecret }}
+    defaultMode: 0444
+{{- end }}
 {{- if .root.Values.tls.enabled }}
 - name: grpc-tls
   secret:
@@ -156,6 +182,8 @@ prometheus.io/path: /metrics
   resources:
     {{- toYaml .Values.tls.resources | nindent 4 }}
   volumeMounts:
+    - name: tmp
+      mountPath: /tmp
     - name: grpc-tls
       mountPath: /etc/clipspot/tls
       readOnly: true
