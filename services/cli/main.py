@@ -25,6 +25,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("services.cli.train", "train the detector or the recognizer (resumable)"),
     "export": ("services.cli.export", "pack trained detector + recognizer into one weights file"),
     "calibrate": ("services.cli.calibrate", "fit each reader's word scores on the tune split"),
+    "bench": ("services.cli.bench", "benchmark ClipSpot against peer OCR engines (bench/)"),
+    "view": ("services.cli.view", "write (or serve) an HTML page playing a video with its results"),
 }
 
 
