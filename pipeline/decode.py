@@ -34,7 +34,9 @@ from pipeline.types import VideoFrame
 __all__ = [
     "IMAGE_SUFFIXES",
     "MAX_IMAGE_PIXELS",
+    "READ_TIMEOUT_S",
     "StreamDecoder",
+    "VideoReadError",
     "VideoReader",
     "decode_image_bytes",
     "input_kind",
@@ -53,6 +55,8 @@ _URL = re.compile(r"^(rtsp|rtsps|rtmp|http|https|udp|tcp|srt|file):", re.IGNOREC
 # once decoded to RGB.
 MAX_IMAGE_PIXELS = 8192 * 8192
 _OPEN_TIMEOUT_S = 10.0  # a dead camera URL fails in seconds instead of hanging the CLI
+# A stream that stops sending without closing fails after this long instead of hanging.
+READ_TIMEOUT_S = 10.0
 
 
 def is_url(source: str) -> bool:
@@ -192,6 +196,16 @@ class VideoInfo:
     height: int
     fps: float | None  # the container's average rate; None for streams that do not say
     frame_count: int | None  # None when unknown (live streams, some containers)
+    duration_s: float | None = None  # None for live streams (an MPEG-TS, RTSP or HLS feed)
+
+
+class VideoReadError(ClipSpotError):
+    """Decoding stopped part-way: `frames` frames were read, `reason` is FFmpeg's."""
+
+    def __init__(self, message: str, frames: int, reason: str) -> None:
+        super().__init__(message)
+        self.frames = frames
+        self.reason = reason
 
 
 class VideoReader:
@@ -199,14 +213,20 @@ class VideoReader:
 
     Opens on construction (so a bad path fails before any work) and closes when iteration ends.
     threads: decoder threads (0 = FFmpeg's choice); frame threading adds no reordering here
-    because frames are read to the end.
+    because frames are read to the end. read_timeout_s: a URL that sends nothing for this long
+    raises VideoReadError (tests/test_live_source.py checks it on a silent HTTP source).
     """
 
-    def __init__(self, source: str, threads: int = 0) -> None:
+    def __init__(
+        self, source: str, threads: int = 0, read_timeout_s: float = READ_TIMEOUT_S
+    ) -> None:
         self.source = source
-        options = {"rtsp_transport": "tcp"} if source.lower().startswith("rtsp") else {}
+        options = _url_options(source, read_timeout_s)
+        # av.open's read timeout (an interrupt callback) backs up the protocol's own one, which
+        # fires first and says why ("Connection timed out" rather than "Immediate exit ...").
+        backstop = read_timeout_s + 1.0 if options else read_timeout_s
         try:
-            self._container = av.open(source, options=options, timeout=_OPEN_TIMEOUT_S)
+            self._container = av.open(source, options=options, timeout=(_OPEN_TIMEOUT_S, backstop))
         except (av.FFmpegError, OSError, UnicodeDecodeError) as err:
             raise ClipSpotError(f"{source}: cannot open as video ({_reason(err)})") from None
         if not self._container.streams.video:
@@ -221,6 +241,7 @@ class VideoReader:
             height=self._stream.codec_context.height,
             fps=float(rate) if rate else None,
             frame_count=self._stream.frames or None,
+            duration_s=self._container.duration / 1e6 if self._container.duration else None,
         )
 
     def __iter__(self) -> Iterator[VideoFrame]:
@@ -230,8 +251,10 @@ class VideoReader:
                 yield VideoFrame(index, frame.time, frame.to_ndarray(format="rgb24"))
                 index += 1
         except av.FFmpegError as err:
-            raise ClipSpotError(
-                f"{self.source}: cannot decode video at frame {index} ({_reason(err)})"
+            raise VideoReadError(
+                f"{self.source}: cannot decode video at frame {index} ({_reason(err)})",
+                index,
+                _reason(err),
             ) from None
         finally:
             self._container.close()
@@ -240,6 +263,18 @@ class VideoReader:
 
     def close(self) -> None:
         self._container.close()
+
+
+def _url_options(source: str, read_timeout_s: float) -> dict[str, str]:
+    """FFmpeg's own socket timeouts (microseconds): a silent source fails with "Connection timed
+    out"; av.open's read timeout (an interrupt callback) backs them up for every protocol."""
+    scheme = source.split(":", 1)[0].lower()
+    micros = str(int(read_timeout_s * 1e6))
+    if scheme in ("rtsp", "rtsps"):
+        return {"rtsp_transport": "tcp", "timeout": micros}
+    if scheme in ("http", "https"):
+        return {"rw_timeout": micros}
+    return {}
 
 
 def _reason(err: BaseException) -> str:

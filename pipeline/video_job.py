@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Literal
 
 from pipeline.captions import TrackCaptions, caption_format
-from pipeline.decode import VideoInfo, VideoReader, input_kind
+from pipeline.decode import VideoInfo, input_kind
 from pipeline.errors import ClipSpotError
+from pipeline.live_source import DEFAULT_RECONNECT_S, open_video
 from pipeline.runner import EVERY_FRAME, RunnerConfig, SpotsImages, VideoRunner
 from pipeline.types import FrameResult, TrackEvent, VideoFrame
 
@@ -51,7 +52,8 @@ def runner_config(
 
 class VideoJob:
     """A video opened for spotting (a bad path fails here), its runner, and the captions of
-    what has been yielded so far."""
+    what has been yielded so far. A stream URL reconnects for `reconnect_for_s` after a drop
+    (pipeline/live_source.py; 0: it ends at the first drop)."""
 
     def __init__(
         self,
@@ -59,9 +61,10 @@ class VideoJob:
         source: str | Path,
         config: RunnerConfig | None = None,
         threads: int = 0,
+        reconnect_for_s: float = DEFAULT_RECONNECT_S,
     ) -> None:
         self.source = str(source)
-        self.reader = VideoReader(self.source, threads=threads)
+        self.reader = open_video(self.source, threads, reconnect_for_s)
         self.runner = VideoRunner(spotter, config, source=self.source)
         info = self.reader.info
         frame_s = 1 / info.fps if info.fps else None
@@ -100,6 +103,7 @@ def spot_video(
     threads: int = 0,
     captions: str | Path | None = None,
     on_event: Callable[[TrackEvent], None] | None = None,
+    reconnect_for_s: float = DEFAULT_RECONNECT_S,
 ) -> Iterator[FrameResult]:
     """Spot and track a video file or stream URL: one FrameResult per frame, in order.
 
@@ -115,6 +119,8 @@ def spot_video(
         captions: also write a `.vtt` or `.srt` file here, once the video has been read to
             its end.
         on_event: called with each TrackEvent (started / updated / ended) as it happens.
+        reconnect_for_s: a stream URL that drops is reopened for this long (frame numbers
+            and pts go on rising; 0: end at the drop); see pipeline/live_source.py.
     """
     if captions is not None:
         caption_format(captions)  # a bad suffix fails before any work
@@ -125,7 +131,8 @@ def spot_video(
 
         spotter = Spotter.load()
     config = runner_config(detect_every, keyframes, every_frame, batch_size)
-    return _frames(VideoJob(spotter, path, config, threads), captions, on_event)
+    job = VideoJob(spotter, path, config, threads, reconnect_for_s)
+    return _frames(job, captions, on_event)
 
 
 def _frames(

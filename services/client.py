@@ -17,6 +17,7 @@ A server that needs them gets TLS (`tls=ClientTls(ca=...)`, services/tls.py) and
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import itertools
 import threading
@@ -46,6 +47,13 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    # Find a server whose network went silent within ~40 s instead of gRPC's 2 hours. 30 s is
+    # above the 10 s our server accepts (embedded_server.MIN_CLIENT_PING_MS); pings only while a
+    # call is open, so an idle channel never annoys a server with stricter (default) rules.
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.http2.ping_timeout_ms", 10_000),  # gRPC >= 1.59 waits this long for the answer
+    ("grpc.keepalive_permit_without_calls", 0),
 ]
 
 
@@ -158,16 +166,32 @@ class SpotClient:
     ) -> Iterator[FrameResult | TrackEvent]:
         """Stream encoded images as consecutive frames (pts absent); each result's source is
         its image's path. After a cut, sending resumes at the first unanswered image."""
-        options = options or StreamOptions()
         paths = [Path(p) for p in paths]
-        config = stream_config(options, pb.INPUT_KIND_IMAGES, str(paths[0].parent) if paths else "")
+        frames = ((str(p), _read(p), None) for p in paths)
+        yield from self.stream_frames(frames, options, str(paths[0].parent) if paths else "")
+
+    def stream_frames(
+        self,
+        frames: Iterable[SentFrame],
+        options: StreamOptions | None = None,
+        default_id: str = "",
+    ) -> Iterator[FrameResult | TrackEvent]:
+        """Stream (source name, encoded image bytes, pts or None) as consecutive frames, read
+        lazily (a live camera is read only when the server grants a credit); each result keeps
+        its frame's name and pts. After a cut, the frames not yet answered are sent again
+        (they are kept until answered, at most `_Replay.LIMIT` of them)."""
+        options = options or StreamOptions()
+        config = stream_config(options, pb.INPUT_KIND_IMAGES, default_id)
+        replay = _Replay(frames)
 
         def payloads(answered: int) -> tuple[pb.StreamConfig, Iterable[pb.StreamRequest]]:
-            resumed = _copy(config, resume_from=answered, first_frame=answered)
-            rest = (pb.StreamRequest(frame=pb.Frame(data=_read(p))) for p in paths[answered:])
+            start = max(answered, replay.first)  # frames past the limit are lost in a cut
+            resumed = _copy(config, resume_from=start, first_frame=start)
+            rest = (pb.StreamRequest(frame=_frame_message(data, pts))
+                    for _, data, pts in replay.since(start))
             return resumed, rest
 
-        yield from self.resumable(payloads, lambda frame: str(paths[frame]), options.retry_s)
+        yield from self.resumable(payloads, replay.answered, options.retry_s)
 
     def resumable(
         self,
@@ -332,6 +356,61 @@ class _OpenTracks:
             last_pts = self.last_pts.get(track_id, last.last_pts)
             yield dataclasses.replace(last, kind="ended", last_pts=last_pts)
         self.open.clear()
+
+
+SentFrame = tuple[str, bytes, float | None]  # (source name, encoded image, pts in seconds)
+
+
+class _Replay:
+    """The frames of a one-pass source (a camera) sent but not yet answered, so a resumed stream
+    can send them again. The gRPC sender thread pulls new frames; the caller's thread drops them
+    once answered. Unanswered frames are few (credits bound them); LIMIT is a safety cap."""
+
+    LIMIT = 512
+
+    def __init__(self, frames: Iterable[SentFrame]) -> None:
+        self._source = iter(frames)
+        self._kept: collections.deque[SentFrame] = collections.deque()
+        self.first = 0  # frame index of _kept[0]
+        self._lock = threading.Lock()  # guards _kept and first (short holds)
+        self._pull = threading.Lock()  # one puller at a time: an old call's sender may linger
+
+    def since(self, start: int) -> Iterator[SentFrame]:
+        """Frames from index `start`: the kept ones, then new ones from the source."""
+        index = start
+        while (frame := self._get(index)) is not None:
+            yield frame
+            index += 1
+
+    def answered(self, index: int) -> str:
+        """Frame `index` was answered: forget the frames before it; its source name."""
+        with self._lock:
+            while self._kept and self.first < index:
+                self._kept.popleft()
+                self.first += 1
+            return self._kept[0][0] if self._kept and self.first == index else ""
+
+    def _get(self, index: int) -> SentFrame | None:
+        with self._pull:
+            with self._lock:
+                if index < self.first + len(self._kept):
+                    return self._kept[max(0, index - self.first)]
+            frame = next(self._source, None)  # may block on the camera: outside _lock
+            if frame is None:
+                return None
+            with self._lock:
+                self._kept.append(frame)
+                if len(self._kept) > self.LIMIT:
+                    self._kept.popleft()
+                    self.first += 1
+            return frame
+
+
+def _frame_message(data: bytes, pts: float | None) -> pb.Frame:
+    frame = pb.Frame(data=data)
+    if pts is not None:
+        frame.pts = pts
+    return frame
 
 
 def _copy(config: pb.StreamConfig, **fields: int) -> pb.StreamConfig:

@@ -27,6 +27,7 @@ from pipeline.captions import caption_format
 from pipeline.decode import IMAGE_SUFFIXES, input_kind, iter_input
 from pipeline.errors import ClipSpotError
 from pipeline.jsonl import write_frame_result, write_items
+from pipeline.live_source import DEFAULT_RECONNECT_S, is_live_url, show_live_log
 from pipeline.render import VideoWriter, draw_instances, write_image
 from pipeline.runner import RunnerConfig, run_images
 from pipeline.types import FrameResult
@@ -87,6 +88,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="video: detect and read every frame (slowest, the reference for accuracy)",
     )
+    parser.add_argument(
+        "--reconnect-for",
+        type=float,
+        default=DEFAULT_RECONNECT_S,
+        metavar="SECONDS",
+        help="stream URL: when the camera drops, reconnect for this long; frame numbers and "
+        f"pts go on rising (default {DEFAULT_RECONNECT_S:g}; 0: end at the first drop)",
+    )
     parser.add_argument("--batch-size", type=int, default=1, help="frames per model call")
     parser.add_argument(
         "--threads", type=int, default=0, help="CPU threads for the model and decoder (0: auto)"
@@ -98,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
         raise ClipSpotError("--detect-every and --batch-size must be >= 1, --max-side >= 32")
     if args.input_scale is not None and not 0.1 <= args.input_scale <= 4:
         raise ClipSpotError(f"--input-scale must be between 0.1 and 4, got {args.input_scale}")
+    if args.reconnect_for < 0:
+        raise ClipSpotError(f"--reconnect-for must be >= 0 seconds, got {args.reconnect_for}")
     kind = input_kind(args.input)  # a missing path fails here, before the model loads
     _check_video_outputs(args, kind)
     _set_threads(args.threads)
@@ -165,7 +176,10 @@ def _spot_video(
     args: argparse.Namespace, spotter: object, out: IO[str], events_out: IO[str] | None
 ) -> str:
     config = runner_config(args.detect_every, args.keyframes, args.every_frame, args.batch_size)
-    job = VideoJob(spotter, args.input, config, threads=max(args.threads, 0))  # type: ignore[arg-type]
+    if is_live_url(args.input):
+        show_live_log("clipspot spot")
+    job = VideoJob(spotter, args.input, config, threads=max(args.threads, 0),  # type: ignore[arg-type]
+                   reconnect_for_s=args.reconnect_for)
     if args.render and Path(args.render).suffix.lower() != ".mp4":
         raise ClipSpotError(f"{args.render}: --render for a video must be an .mp4 file")
     images = {}  # frame index -> image, kept only until rendered

@@ -6,7 +6,9 @@ print its results as the same JSON Lines as `clipspot spot`.
     clipspot stream frames/ --server host:9000 --detect-every 3 --events tracks.jsonl
 
 A video file is remuxed to MPEG-TS without re-encoding and streamed; a folder's images are sent
-as consecutive frames (tracked); a single image goes through the unary SpotImage call. Frame
+as consecutive frames (tracked); a single image goes through the unary SpotImage call. A stream
+URL (rtsp://, http(s)://) is decoded here, reconnecting when the camera drops (--reconnect-for,
+pipeline/live_source.py), and each frame is sent as a JPEG with the camera's pts. Frame
 lines go to stdout (or --out); track events (started/updated/ended) to --events if given.
 A server run with TLS or tokens (docs/security.md) needs `--tls-ca` (plus `--tls-cert/--tls-key`
 for mutual TLS) and `--token-file` or $CLIPSPOT_TOKEN.
@@ -17,33 +19,35 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
+
+import cv2
 
 from pipeline.decode import (
     IMAGE_SUFFIXES,
     VideoReader,
     input_kind,
-    is_url,
     list_images,
     read_image,
 )
 from pipeline.errors import ClipSpotError
 from pipeline.jsonl import write_items
+from pipeline.live_source import DEFAULT_RECONNECT_S, is_live_url, open_video, show_live_log
 from pipeline.render import VideoWriter, draw_instances, write_image
-from pipeline.types import FrameResult
+from pipeline.types import FrameResult, VideoFrame
 
 if TYPE_CHECKING:
-    from services.client import SpotClient
+    from services.client import SentFrame, SpotClient
     from services.tls import ClientTls
 
 DEFAULT_SERVER = "localhost:50051"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", help="video file, folder of images, or one image")
+    parser.add_argument("input", help="video file, stream URL, folder of images, or one image")
     parser.add_argument("--server", default=DEFAULT_SERVER,
                         help=f"HOST:PORT of a ClipSpot service (default {DEFAULT_SERVER})")
     parser.add_argument("--out", default=None, help="write JSON Lines here instead of stdout")
@@ -59,6 +63,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retry", type=float, default=60.0, metavar="SECONDS",
                         help="after a cut (server restart, network drop), resume for this "
                              "long (default 60; 0: do not resume)")
+    parser.add_argument("--reconnect-for", type=float, default=DEFAULT_RECONNECT_S,
+                        metavar="SECONDS",
+                        help="stream URL: when the camera drops, reconnect for this long "
+                             f"(default {DEFAULT_RECONNECT_S:g}; 0: end at the first drop)")
     parser.add_argument("--max-fps", type=float, default=0.0,
                         help="spot at most this many frames per second of video (0: all)")
     parser.add_argument("--prompt", default=None, help="custom text prompt for the detector")
@@ -90,12 +98,15 @@ def run(args: argparse.Namespace) -> int:
     if args.detect_every < 0:
         raise ClipSpotError(f"--detect-every must be >= 0 (0: the server's default), "
                             f"got {args.detect_every}")
-    if is_url(args.input):
-        raise ClipSpotError(f"{args.input}: stream URLs are read by `clipspot spot URL`; "
-                            "`clipspot stream` sends files and folders")
+    if args.reconnect_for < 0:
+        raise ClipSpotError(f"--reconnect-for must be >= 0 seconds, got {args.reconnect_for}")
+    live = is_live_url(args.input)
+    if live and args.render:
+        raise ClipSpotError("--render needs a file or folder input; for a stream URL use "
+                            "`clipspot spot URL --render OUT.mp4`")
     kind = input_kind(args.input)
     options = StreamOptions(
-        stream_id=args.stream_id or Path(args.input).name,
+        stream_id=args.stream_id or (args.input if live else Path(args.input).name),
         prompt=args.prompt,
         detect_every=1 if args.every_frame else args.detect_every,
         max_fps=args.max_fps,
@@ -108,7 +119,11 @@ def run(args: argparse.Namespace) -> int:
         client = stack.enter_context(SpotClient(args.server, tls=client_tls(args),
                                                 token=client_token(args.token_file)))
         client.wait_ready(args.connect_timeout)
-        if kind == "image":
+        if live:
+            show_live_log("clipspot stream")
+            camera = open_video(args.input, reconnect_for_s=args.reconnect_for)
+            items = client.stream_frames(_jpeg_frames(args.input, camera), options)
+        elif kind == "image":
             items = _spot_one_image(client, args.input, args.prompt)
         elif kind == "directory":
             items = client.stream_images(list_images(args.input), options)
@@ -178,6 +193,15 @@ def _open(stack: ExitStack, path: str | None) -> IO[str] | None:
         return stack.enter_context(open(path, "w", encoding="utf-8"))
     except OSError as err:
         raise ClipSpotError(f"{path}: cannot write ({err.strerror})") from None
+
+
+def _jpeg_frames(name: str, frames: Iterable[VideoFrame]) -> Iterator[SentFrame]:
+    """A decoded camera's frames as JPEGs (a tenth of raw RGB's bytes), with its pts."""
+    for frame in frames:
+        ok, data = cv2.imencode(".jpg", frame.image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
+        if not ok:
+            raise ClipSpotError(f"{name}: frame {frame.index} could not be encoded as JPEG")
+        yield name, data.tobytes(), frame.pts
 
 
 def _spot_one_image(client: SpotClient, path: str, prompt: str | None) -> Iterator[FrameResult]:
