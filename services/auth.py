@@ -1,7 +1,8 @@
-"""Bearer-token auth for the embedded gRPC server, as a grpc.aio server interceptor.
+"""Bearer-token auth: a grpc.aio server interceptor (embedded) and the same check for Ray.
 
     tokens = read_tokens("/run/secrets/clipspot-tokens")      # one token per line
-    server = grpc.aio.server(interceptors=[TokenAuth(tokens)])
+    server = grpc.aio.server(interceptors=[TokenAuth(tokens)])          # embedded
+    refusal = TokenAuth(tokens).refusal(grpc_context.invocation_metadata())   # Ray ingress
 
 A TextSpotting call must carry `authorization: Bearer <token>` metadata: without it the call
 ends UNAUTHENTICATED, with a token that is not in the file PERMISSION_DENIED. Health checks and
@@ -56,10 +57,11 @@ class TokenAuth(grpc.aio.ServerInterceptor):
         handler = await continuation(details)
         if handler is None or details.method.startswith(OPEN_PREFIXES):
             return handler
-        refusal = self._refusal(details.invocation_metadata or ())
+        refusal = self.refusal(details.invocation_metadata or ())
         return handler if refusal is None else _refusing(handler, *refusal)
 
-    def _refusal(self, metadata: Sequence) -> tuple[grpc.StatusCode, str] | None:
+    def refusal(self, metadata: Sequence) -> tuple[grpc.StatusCode, str] | None:
+        """(status, message) ending a call with this metadata; None: the token is accepted."""
         header = next((value for key, value in metadata if key == "authorization"), None)
         if not isinstance(header, str) or not header.lower().startswith(SCHEME):
             return grpc.StatusCode.UNAUTHENTICATED, "missing 'authorization: Bearer <token>'"

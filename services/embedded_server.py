@@ -38,7 +38,7 @@ from services.metrics import PrometheusSink, Recorder, serve_metrics
 from services.reflection import enable_reflection
 from services.rpc.clipspot.v1 import spotting_pb2 as pb
 from services.rpc.clipspot.v1 import spotting_pb2_grpc as pb_grpc
-from services.servicer import RpcFailure, SpottingService
+from services.servicer import RpcFailure, SpottingService, client_identity
 from services.stream_types import SessionLimits
 from services.tls import ServerTls
 
@@ -59,18 +59,51 @@ class ServerConfig:
     runner: RunnerConfig = field(default_factory=RunnerConfig)  # streams' default keyframe mode
     tls: ServerTls | None = None  # None: plaintext
     tokens: tuple[bytes, ...] = ()  # accepted bearer tokens; empty: no token needed
+    # A peer that stops answering without closing (a silent network) is found by HTTP/2 pings:
+    # one every keepalive_s, and the connection (with its streams) is dropped when the answer
+    # takes longer than keepalive_timeout_s. gRPC's own default waits 2 hours. 0: off.
+    keepalive_s: float = 20.0
+    keepalive_timeout_s: float = 10.0
+
+
+NEVER_MS = 2**31 - 1  # gRPC's "infinite" for a millisecond option (~24.8 days)
+MIN_CLIENT_PING_MS = 10_000  # clients may ping this often (services/client.py pings every 30 s)
+
+
+def channel_options(config: ServerConfig) -> list[tuple[str, int]]:
+    """The server's gRPC channel options: message size and keepalive."""
+    size = config.max_message_bytes
+    time_ms = round(config.keepalive_s * 1000) if config.keepalive_s > 0 else NEVER_MS
+    timeout_ms = max(1, round(config.keepalive_timeout_s * 1000))
+    return [
+        ("grpc.max_receive_message_length", size),
+        ("grpc.max_send_message_length", size),
+        ("grpc.keepalive_time_ms", time_ms),
+        ("grpc.keepalive_timeout_ms", timeout_ms),
+        # Since gRPC 1.59 the wait for a ping's answer is this one (default 1 minute).
+        ("grpc.http2.ping_timeout_ms", timeout_ms),
+        # The server's pings go on while the peer sends nothing: a silent peer sends nothing,
+        # and the default (2 pings without data) would stop pinging just when it matters.
+        ("grpc.http2.max_pings_without_data", 0),
+        # Clients that ping (keepalive) are welcome, also between calls: gRPC's default answers
+        # a ping more often than every 5 minutes with GOAWAY "too_many_pings".
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", MIN_CLIENT_PING_MS),
+    ]
 
 
 class TextSpottingServicer(pb_grpc.TextSpottingServicer):
     """grpc.aio's face of the service core."""
 
-    def __init__(self, service: SpottingService) -> None:
+    def __init__(self, service: SpottingService, by_token: bool = False) -> None:
         self.service = service
+        self.by_token = by_token  # tokens are enforced: per-client limits count per token
 
     async def StreamSpot(self, request_iterator, context):
         try:
             await context.send_initial_metadata(await self.service.model_metadata())
-            async for response in self.service.stream_spot(request_iterator):
+            client = client_identity(context, by_token=self.by_token)
+            async for response in self.service.stream_spot(request_iterator, client):
                 yield response
         except RpcFailure as failure:
             await context.abort(failure.code, failure.message)
@@ -106,13 +139,10 @@ class EmbeddedServer:
         self._server: grpc.aio.Server | None = None
 
     async def start(self) -> int:
-        size = self.config.max_message_bytes
         interceptors = [TokenAuth(self.config.tokens)] if self.config.tokens else []
-        server = grpc.aio.server(interceptors=interceptors, options=[
-            ("grpc.max_receive_message_length", size),
-            ("grpc.max_send_message_length", size),
-        ])
-        pb_grpc.add_TextSpottingServicer_to_server(TextSpottingServicer(self.service), server)
+        server = grpc.aio.server(interceptors=interceptors, options=channel_options(self.config))
+        servicer = TextSpottingServicer(self.service, by_token=bool(self.config.tokens))
+        pb_grpc.add_TextSpottingServicer_to_server(servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         enable_reflection((SERVICE_NAME, health.SERVICE_NAME), server)
         address = f"{self.config.host}:{self.config.port}"

@@ -26,6 +26,7 @@ import contextlib
 import logging
 import signal
 import threading
+from pathlib import Path
 
 from grpc_health.v1 import health_pb2
 from ray import serve
@@ -34,6 +35,7 @@ from ray.serve.handle import DeploymentHandle
 from pipeline.model.word_reader import check_reader_name
 from pipeline.runner import RunnerConfig
 from pipeline.video_job import runner_config
+from services.auth import TokenAuth, read_tokens
 from services.metrics import RaySink, Recorder
 from services.ray_spotter import RayEngine, TextSpotter
 from services.servicer import RpcFailure, SpottingService, client_identity
@@ -72,20 +74,24 @@ class StreamIngress:
         spotter: DeploymentHandle,
         runner: RunnerConfig | None = None,
         limits: SessionLimits | None = None,
+        token_file: str | None = None,
     ) -> None:
         import cv2
 
         cv2.setNumThreads(1)  # motion following's small calls; as the embedded server pins it
         self.service = SpottingService(RayEngine(spotter), limits, runner=runner,
                                        metrics=Recorder(RaySink()))
+        # Serve's proxy has no interceptors: the replica checks the token itself, before the
+        # service sees the call (a file it cannot read fails the replica, visibly, in Serve).
+        self._auth = TokenAuth(read_tokens(token_file)) if token_file else None
         self._warm_up: asyncio.Future | None = None
 
     async def StreamSpot(self, request_stream, grpc_context):
         # Serve's gRPC context has no initial metadata: the model checksum goes as trailing.
         grpc_context.set_trailing_metadata(list(await self.service.model_metadata()))
         try:
-            # Tokens are not enforced in Ray mode: clients are told apart by address only.
-            client = client_identity(grpc_context)
+            self._authorize(grpc_context)
+            client = client_identity(grpc_context, by_token=self._auth is not None)
             async for response in self.service.stream_spot(request_stream, client):
                 yield response
         except RpcFailure as failure:
@@ -94,9 +100,16 @@ class StreamIngress:
     async def SpotImage(self, request, grpc_context):
         grpc_context.set_trailing_metadata(list(await self.service.model_metadata()))
         try:
+            self._authorize(grpc_context)
             return await self.service.spot_image(request)
         except RpcFailure as failure:
             _fail(grpc_context, failure)
+
+    def _authorize(self, grpc_context) -> None:  # type: ignore[no-untyped-def]
+        """The embedded server's TokenAuth check, on this replica (health stays open)."""
+        refusal = self._auth.refusal(grpc_context.invocation_metadata()) if self._auth else None
+        if refusal is not None:
+            raise RpcFailure(*refusal)
 
     async def Check(self, request):  # grpc.health.v1, for kubelet gRPC probes
         # SERVING only once a TextSpotter replica has answered (named its model); the first
@@ -128,7 +141,7 @@ def _fail(grpc_context, failure: RpcFailure) -> None:  # type: ignore[no-untyped
 BUILD_KEYS = frozenset({
     *ENV_KEYS, "spotter_replicas", "ingress_replicas", "num_gpus", "spotter_cpus",
     "ingress_cpus", "max_batch_size", "graceful_shutdown_timeout_s", "detect_every",
-    "every_frame", "max_streams_per_client",
+    "every_frame", "max_streams_per_client", "token_file",
 })
 
 
@@ -140,7 +153,9 @@ def build_app(args: dict) -> serve.Application:
     max_batch_size, ingress_cpus (0 packs test clusters), graceful_shutdown_timeout_s,
     max_side (CLIPSPOT_MAX_SIDE), and the streams' default keyframe mode: detect_every (5),
     every_frame (false), as `clipspot serve --detect-every/--every-frame`;
-    max_streams_per_client (0: no limit; counted per StreamIngress replica, by peer address).
+    max_streams_per_client (0: no limit; counted per StreamIngress replica, by token when
+    tokens are on, else by peer address); token_file (a path on every ingress node, e.g. a
+    mounted Secret: calls need `authorization: Bearer <token>`, as `clipspot serve --token-file`).
     An unknown key (a typo, or one of an older layout such as decoder_replicas) is refused.
     """
     unknown = sorted(set(args) - BUILD_KEYS)
@@ -175,7 +190,8 @@ def build_app(args: dict) -> serve.Application:
         **common,
     )
     limits = SessionLimits(max_streams_per_client=int(args.get("max_streams_per_client", 0)))
-    return ingress.bind(spotter.bind(), _runner_config(args), limits=limits)
+    return ingress.bind(spotter.bind(), _runner_config(args), limits=limits,
+                        token_file=args.get("token_file") or None)
 
 
 def _runner_config(args: dict) -> RunnerConfig:
@@ -204,6 +220,8 @@ def run_ray(args: argparse.Namespace) -> int:
         "detect_every": getattr(args, "detect_every", 5),
         "every_frame": bool(getattr(args, "every_frame", False)),
         "max_streams_per_client": getattr(args, "max_streams_per_client", 0) or 0,
+        # Absolute: replicas do not start in this directory.
+        "token_file": str(Path(args.token_file).resolve()) if args.token_file else None,
     }
     if getattr(args, "drain_grace", None) is not None:  # `--drain-grace`: the same grace here
         builder_args["graceful_shutdown_timeout_s"] = args.drain_grace

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -50,6 +51,9 @@ from services.stream_types import (
 log = logging.getLogger("clipspot.stream")
 
 FINISH_S = 2.0  # of the drain grace, kept for end events and the resume point
+# Every stream whose state is still in memory (weak: it holds nothing alive). A stream that has
+# ended, however it ended, must leave it: tests check that a dead connection frees its stream.
+LIVE_STREAMS: weakref.WeakSet[_Stream] = weakref.WeakSet()
 
 
 class Drain:
@@ -106,6 +110,7 @@ class _Stream:
         self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream")
         spotter = EngineSpotter(engine, settings.prompt, asyncio.get_running_loop())
         self.runner = VideoRunner(spotter, runner, source=settings.stream_id)
+        LIVE_STREAMS.add(self)
 
     async def receive(self, payloads: AsyncIterator[Payload]) -> None:
         async for payload in _until(payloads, self.drain.started):
@@ -231,6 +236,13 @@ async def run_stream(
             while not stream.out.empty():
                 yield stream.out.get_nowait()
             break
+    except (asyncio.CancelledError, GeneratorExit):
+        # The call is gone: the client cancelled, or keepalive found its connection dead
+        # (grpc.aio cancels the handler, or closes this generator when it waited in a write).
+        # One line, no traceback; the finally below frees the stream.
+        log.info("%s: cancelled after frame %d (the client went away or its connection died)",
+                 settings.label, stream.next_frame - 1)
+        raise
     finally:
         for task in (*tasks, outcome, *([get] if get is not None else [])):
             task.cancel()

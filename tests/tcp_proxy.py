@@ -1,4 +1,5 @@
-"""A test-owned TCP proxy that cuts connections: the network drop a resume must survive.
+"""A test-owned TCP proxy that cuts connections, or goes silent: the network faults a stream
+must survive (a resume) or be freed from (server keepalive).
 
     with CuttingProxy(upstream="127.0.0.1:50051", cuts=[3_000]) as proxy:
         client = SpotClient(proxy.target)   # 1st connection dies after 3,000 bytes came back
@@ -7,6 +8,11 @@ Connection i is cut (both sockets reset, no goodbye) once `cuts[i]` bytes went f
 to the client (counting answers, not requests, puts the cut among the results, wherever the
 client's sending is); connections after the last cut are forwarded untouched. Plain threads
 and sockets: what the client and server see is a real dropped TCP connection.
+
+`go_silent()` turns every connection into a black hole: bytes are still read (so neither side's
+TCP stack notices anything) but never forwarded, and a side that closes is not told to the
+other: a network that stopped forwarding without closing. Only a ping that is never answered
+(gRPC keepalive) can find it.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ class CuttingProxy:
         self.cut_count = 0
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._closing = threading.Event()
+        self.silent = threading.Event()
+        self._pairs: list[_Pair] = []
         self._thread = threading.Thread(target=self._accept, daemon=True)
 
     @property
@@ -39,6 +47,12 @@ class CuttingProxy:
     def __exit__(self, *exc: object) -> None:
         self._closing.set()
         self._listener.close()
+        for pair in self._pairs:  # silent connections are still open: the test ends them
+            pair.close()
+
+    def go_silent(self) -> None:
+        """From now on forward nothing, in either direction, and close nothing."""
+        self.silent.set()
 
     def _accept(self) -> None:
         while not self._closing.is_set():
@@ -50,6 +64,7 @@ class CuttingProxy:
             self.connections += 1
             server = socket.create_connection(self.upstream)
             pair = _Pair(client, server, limit, self)
+            self._pairs.append(pair)
             threading.Thread(target=pair.pump, args=(client, server, False), daemon=True).start()
             threading.Thread(target=pair.pump, args=(server, client, True), daemon=True).start()
 
@@ -66,6 +81,8 @@ class _Pair:
     def pump(self, source: socket.socket, sink: socket.socket, counted: bool) -> None:
         try:
             while data := source.recv(65536):
+                if self.proxy.silent.is_set():
+                    continue  # swallowed: the network went silent
                 if counted and self.limit is not None:
                     with self.lock:
                         room = self.limit - self.sent
@@ -77,7 +94,8 @@ class _Pair:
                 sink.sendall(data)
         except OSError:
             pass
-        self.close()
+        if not self.proxy.silent.is_set():  # a silent network does not carry the goodbye
+            self.close()
 
     def cut(self) -> None:
         self.proxy.cut_count += 1

@@ -361,6 +361,23 @@ def test_external_redis_over_tls_gets_its_ca_mounted(chart: helm.Chart) -> None:
         assert "redis-ca" not in {v["name"] for v in spec["volumes"]}  # bundled Redis: none
 
 
+def test_a_token_secret_reaches_the_ingress_as_its_token_file(chart: helm.Chart) -> None:
+    """auth.tokenSecret: the Secret mounted read-only on every Ray pod, and build_app's
+    token_file pointing into it (StreamIngress then requires `authorization: Bearer`)."""
+    values = {"auth": {"tokenSecret": "clipspot-tokens", "tokenSecretKey": "list"}}
+    rayservice = only(render(chart, values), "RayService")
+    assert serve_config(rayservice)["applications"][0]["args"]["token_file"] == \
+        "/etc/clipspot/tokens/list"
+    for spec in ray_pod_specs(rayservice).values():
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        assert volumes["clipspot-tokens"]["secret"]["secretName"] == "clipspot-tokens"
+        mounts = {m["name"]: m for m in ray_container(spec)["volumeMounts"]}
+        assert mounts["clipspot-tokens"]["mountPath"] == "/etc/clipspot/tokens"
+        assert mounts["clipspot-tokens"]["readOnly"] is True
+    plain = only(render(chart), "RayService")
+    assert "token_file" not in serve_config(plain)["applications"][0].get("args", {})
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [

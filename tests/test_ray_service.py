@@ -46,6 +46,10 @@ from services.rpc.clipspot.v1 import spotting_pb2 as pb  # noqa: E402
 from services.rpc.clipspot.v1 import spotting_pb2_grpc as pb_grpc  # noqa: E402
 
 SPOTTER_REPLICAS = 2
+# The application requires a bearer token (build_app's token_file), as a deployment on an open
+# network should; every call here sends it, and one test checks the refusals.
+TOKEN = f"ray-test-{uuid.uuid4().hex}"
+AUTH = (("authorization", f"Bearer {TOKEN}"),)
 DEPLOY_TIMEOUT_S = 180  # replicas load the model on two shared, busy cores
 
 
@@ -127,13 +131,15 @@ def replica_actors(deployment: str) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def ray_service(ray_cluster, service_redis, weights_file):
+def ray_service(ray_cluster, service_redis, weights_file, tmp_path_factory):
     port = free_port()
+    token_file = tmp_path_factory.mktemp("tokens") / "tokens.txt"
+    token_file.write_text(f"other-token\n{TOKEN}\n")
     serve.start(grpc_options=gRPCOptions(port=port, grpc_servicer_functions=GRPC_SERVICERS))
     args = {
         "weights": str(weights_file), "redis_url": service_redis.url, "torch_threads": 1,
         "ingress_cpus": 0, "spotter_cpus": 0, "max_batch_size": 4,
-        "graceful_shutdown_timeout_s": 1,
+        "graceful_shutdown_timeout_s": 1, "token_file": str(token_file),
     }
     deploy(args, SPOTTER_REPLICAS)
     wait_until_running(SPOTTER_REPLICAS)
@@ -162,7 +168,7 @@ def stream_once(
     opts = StreamOptions(**options)
     config = stream_config(opts, pb.INPUT_KIND_MPEGTS, str(path))
     results, events = [], []
-    with SpotClient(target) as client:
+    with SpotClient(target, token=TOKEN) as client:
         client.wait_ready(60)
         for item in client.stream(config, requests or chunk_requests(path, opts.chunk_bytes)):
             if isinstance(item, FrameResult):
@@ -340,6 +346,20 @@ def scrape_ray_metrics(port: int) -> dict[str, float]:
     return totals
 
 
+def settled_ray_metrics(port: int, quiet_s: float = 2.5, timeout_s: float = 30) -> dict:
+    """A scrape that two scrapes `quiet_s` apart agree on (the agent exports every second)."""
+    deadline = time.monotonic() + timeout_s
+    last = scrape_ray_metrics(port)
+    while time.monotonic() < deadline:
+        time.sleep(quiet_s)
+        now = scrape_ray_metrics(port)
+        if now.get("ray_clipspot_frames_answered_total") == last.get(
+                "ray_clipspot_frames_answered_total"):
+            return now
+        last = now
+    raise AssertionError(f"Ray's metrics did not settle within {timeout_s} s")
+
+
 def test_ray_metrics_port_shows_the_stream_counters_move(ray_cluster, ray_service, video):
     """The same metrics as embedded mode, from the Ray deployments, under Ray's `ray_` prefix
     on the metrics agent's port (what the chart's PodMonitor scrapes)."""
@@ -347,7 +367,7 @@ def test_ray_metrics_port_shows_the_stream_counters_move(ray_cluster, ray_servic
     port = ray_cluster["metrics_port"]
     names = ("ray_clipspot_frames_decoded_total", "ray_clipspot_frames_answered_total",
              "ray_clipspot_spot_latency_seconds_count", "ray_clipspot_words_read_total")
-    before = scrape_ray_metrics(port)
+    before = settled_ray_metrics(port)  # earlier tests' last frames exported first
     results, _ = stream_once(ray_service["target"], path, stream_id="scraped")
     assert_every_frame_in_order(results, pts)
 
@@ -380,7 +400,7 @@ def raw_stream(target: str, requests: list[pb.StreamRequest]) -> grpc.RpcError:
     with grpc.insecure_channel(target) as channel:
         stub = pb_grpc.TextSpottingStub(channel)
         with pytest.raises(grpc.RpcError) as caught:
-            for _ in stub.StreamSpot(iter(requests)):
+            for _ in stub.StreamSpot(iter(requests), metadata=AUTH):
                 pass
     return caught.value
 
@@ -429,15 +449,45 @@ def test_health_and_unary_spot_image(ray_service, weights_file):
         assert health.status == health_pb2.HealthCheckResponse.SERVING
         _, png = cv2.imencode(".png", np.full((64, 96, 3), 255, dtype=np.uint8))
         response, call = pb_grpc.TextSpottingStub(channel).SpotImage.with_call(
-            pb.SpotImageRequest(image=png.tobytes()))
+            pb.SpotImageRequest(image=png.tobytes()), metadata=AUTH)
         assert (response.width, response.height) == (96, 64)
         # Serve's proxy has no initial metadata: the model checksum comes as trailing metadata.
         expected = Spotter.load(weights_file).checksum
         assert dict(call.trailing_metadata())[MODEL_METADATA_KEY] == expected
         with pytest.raises(grpc.RpcError) as caught:
-            pb_grpc.TextSpottingStub(channel).SpotImage(pb.SpotImageRequest(image=b"junk"))
+            pb_grpc.TextSpottingStub(channel).SpotImage(pb.SpotImageRequest(image=b"junk"),
+                                                        metadata=AUTH)
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "SpotImage: undecodable image" in caught.value.details()
+
+
+@pytest.mark.parametrize(
+    ("metadata", "code"),
+    [((), grpc.StatusCode.UNAUTHENTICATED),
+     ((("authorization", "Bearer not-a-known-token"),), grpc.StatusCode.PERMISSION_DENIED)],
+    ids=["no-token", "wrong-token"],
+)
+def test_calls_without_a_known_token_are_refused(ray_service, video, metadata, code):
+    """Tokens in Ray mode: the StreamIngress replica checks them as the embedded server's
+    interceptor does, before the service sees a byte; health stays open (probes)."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    path, _ = video
+    config = stream_config(StreamOptions(stream_id="intruder"), MPEGTS, str(path))
+    requests = [pb.StreamRequest(config=config), *list(chunk_requests(path))[:2]]
+    with grpc.insecure_channel(ray_service["target"]) as channel:
+        stub = pb_grpc.TextSpottingStub(channel)
+        with pytest.raises(grpc.RpcError) as streamed:
+            for _ in stub.StreamSpot(iter(requests), metadata=metadata):
+                pass
+        with pytest.raises(grpc.RpcError) as unary:
+            stub.SpotImage(pb.SpotImageRequest(image=b"\x89PNG"), metadata=metadata)
+        health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+    for caught in (streamed.value, unary.value):
+        assert caught.code() == code, caught.details()
+        assert "token" in caught.details()
+        assert TOKEN not in caught.details()
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
 
 
 class GatedChunks:
@@ -552,7 +602,7 @@ def test_a_lost_ingress_cuts_its_streams_and_the_client_resumes(ray_service, lon
     path, pts = long_video
     (victim,) = replica_actors("StreamIngress")
     items: list[FrameResult | TrackEvent] = []
-    with SpotClient(ray_service["target"]) as client:
+    with SpotClient(ray_service["target"], token=TOKEN) as client:
         client.wait_ready(60)
         for item in client.stream_video(path, StreamOptions(stream_id="resume", detect_every=1,
                                                             retry_s=DEPLOY_TIMEOUT_S)):

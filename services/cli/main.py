@@ -60,6 +60,13 @@ def main(argv: list[str] | None = None) -> int:
         # `clipspot spot video.mp4 | head` closes stdout early: not an error worth a traceback.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as err:
+        # A full disk (ENOSPC), a read-only or forbidden output path: where it happened and
+        # why, in one line (what was written before it stays written).
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"clipspot {args.command}: error: {where}cannot write or read "
+              f"({err.strerror or err})", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

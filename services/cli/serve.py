@@ -24,14 +24,17 @@ import argparse
 import asyncio
 import logging
 import os
+from dataclasses import replace
 
 from pipeline.errors import ClipSpotError
 from services.auth import read_tokens
 from services.embedded_server import DEFAULT_PORT
+from services.stream_types import SessionLimits
 from services.tls import ServerTls
 
 RAY_DEFAULT_PORT = 9000  # Ray Serve's gRPC convention
 METRICS_DEFAULT_PORT = 9464  # the OpenTelemetry Prometheus exporter's port, a common default
+DEFAULT_MESSAGE_MB = 64  # ServerConfig.max_message_bytes: raw 1080p RGB is 6.2 MB
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,6 +67,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="frames from concurrent streams spotted in one call (default 4)")
     parser.add_argument("--drain-grace", type=float, default=30.0,
                         help="seconds open streams get to finish on SIGTERM (default 30)")
+    parser.add_argument("--keepalive-s", type=float, default=20.0, metavar="S",
+                        help="embedded: ping each client every S seconds, so a connection "
+                             "whose network went silent is found and its streams freed "
+                             "(default 20; 0: off, gRPC then waits 2 hours)")
+    parser.add_argument("--keepalive-timeout-s", type=float, default=10.0, metavar="S",
+                        help="embedded: drop the connection when a ping is not answered "
+                             "within S seconds (default 10)")
     parser.add_argument("--detect-every", type=int, default=5, metavar="K",
                         help="streams' default: at most K frames between keyframes, adaptive "
                              "(default 5)")
@@ -83,9 +93,17 @@ def _add_security_arguments(parser: argparse.ArgumentParser) -> None:
                              "(mutual TLS)")
     parser.add_argument("--token-file", default=os.environ.get("CLIPSPOT_TOKEN_FILE"),
                         metavar="PATH",
-                        help="embedded: accept only calls with 'authorization: Bearer <token>' "
+                        help="accept only calls with 'authorization: Bearer <token>' "
                              "for a token in this file, one per line (default "
                              "$CLIPSPOT_TOKEN_FILE; none: no token needed)")
+    parser.add_argument("--max-streams-per-client", type=int, default=0, metavar="N",
+                        help="streams one client may hold open at once; more end with "
+                             "RESOURCE_EXHAUSTED. A client is its token (with --token-file), "
+                             "else its IP address (default 0: no limit; with --ray, per "
+                             "StreamIngress replica)")
+    parser.add_argument("--max-message-mb", type=int, default=DEFAULT_MESSAGE_MB, metavar="MB",
+                        help="embedded: the largest gRPC message taken or sent, in MiB "
+                             f"(default {DEFAULT_MESSAGE_MB}; a raw 1080p RGB frame is 6)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -109,9 +127,11 @@ def _refuse_embedded_security(args: argparse.Namespace) -> None:
         raise ClipSpotError("serve --ray: Serve's gRPC proxy has no TLS; --tls-* apply to "
                             "embedded mode (on Kubernetes use the chart's TLS sidecar, "
                             "docs/security.md)")
+    if args.max_message_mb != DEFAULT_MESSAGE_MB:
+        raise ClipSpotError("serve --ray: Serve's gRPC proxy has no message size option; "
+                            "--max-message-mb applies to embedded mode")
     if args.token_file:
-        raise ClipSpotError("serve --ray: bearer tokens are enforced in embedded mode only "
-                            "(--token-file / $CLIPSPOT_TOKEN_FILE; docs/security.md)")
+        read_tokens(args.token_file)  # a missing or empty file: one line here, not in a replica
 
 
 def server_tls(args: argparse.Namespace) -> ServerTls | None:
@@ -123,6 +143,16 @@ def server_tls(args: argparse.Namespace) -> ServerTls | None:
     if args.tls_cert is None or args.tls_key is None:
         raise ClipSpotError("serve: TLS needs both --tls-cert and --tls-key")
     return ServerTls(args.tls_cert, args.tls_key, args.tls_client_ca)
+
+
+def client_limits(args: argparse.Namespace) -> SessionLimits:
+    """The per-client limits of the flags (checked: a negative count is a typo)."""
+    if args.max_streams_per_client < 0:
+        raise ClipSpotError("serve: --max-streams-per-client must be >= 0 (0: no limit)")
+    if not 1 <= args.max_message_mb <= 2047:  # gRPC's limits are signed 32-bit byte counts
+        raise ClipSpotError(f"serve: --max-message-mb must be in 1..2047, got "
+                            f"{args.max_message_mb}")
+    return SessionLimits(max_streams_per_client=args.max_streams_per_client)
 
 
 async def _serve_embedded(args: argparse.Namespace) -> int:
@@ -139,10 +169,16 @@ async def _serve_embedded(args: argparse.Namespace) -> int:
     if args.detect_every < 1:
         raise ClipSpotError(f"serve: --detect-every must be >= 1, got {args.detect_every}")
     runner = runner_config(args.detect_every, every_frame=args.every_frame)
+    if args.keepalive_s < 0 or args.keepalive_timeout_s <= 0:
+        raise ClipSpotError("serve: --keepalive-s must be >= 0 (0: off) and "
+                            "--keepalive-timeout-s > 0")
     config = ServerConfig(port=args.port, host=args.host, drain_grace_s=args.drain_grace,
                           runner=runner, metrics_port=args.metrics_port or None,
                           tls=server_tls(args), tokens=read_tokens(args.token_file)
-                          if args.token_file else ())
+                          if args.token_file else (), keepalive_s=args.keepalive_s,
+                          keepalive_timeout_s=args.keepalive_timeout_s)
+    config = replace(config, limits=client_limits(args),
+                     max_message_bytes=args.max_message_mb * 1024 * 1024)
     # Listen first, so probes see NOT_SERVING (not a refused connection) while the model loads.
     server = EmbeddedServer(None, config)
     port = await server.start()

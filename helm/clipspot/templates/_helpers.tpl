@@ -124,6 +124,11 @@ do not rotate it under running replicas), else a new random one.
   mountPath: /etc/clipspot/redis-ca
   readOnly: true
 {{- end }}
+{{- if .Values.auth.tokenSecret }}
+- name: clipspot-tokens
+  mountPath: /etc/clipspot/tokens
+  readOnly: true
+{{- end }}
 {{- end }}
 
 {{- define "clipspot.podAnnotations" -}}
@@ -148,6 +153,12 @@ prometheus.io/path: /metrics
   secret:
     secretName: {{ .root.Values.redis.external.caSecret }}
     defaultMode: 0444
+{{- end }}
+{{- if .root.Values.auth.tokenSecret }}
+- name: clipspot-tokens
+  secret:
+    secretName: {{ .root.Values.auth.tokenSecret }}
+    defaultMode: 0440
 {{- end }}
 {{- if .root.Values.tls.enabled }}
 - name: grpc-tls

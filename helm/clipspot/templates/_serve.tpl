@@ -56,7 +56,11 @@ applications:
   - name: {{ $serve.appName }}
     route_prefix: {{ $serve.routePrefix }}
     import_path: {{ $serve.importPath }}
-    {{- with $serve.args }}
+    {{- $args := deepCopy (default (dict) $serve.args) }}
+    {{- if .Values.auth.tokenSecret }}
+    {{- $_ := set $args "token_file" (printf "/etc/clipspot/tokens/%s" .Values.auth.tokenSecretKey) }}
+    {{- end }}
+    {{- with $args }}
     args:
       {{- toYaml . | nindent 6 }}
     {{- end }}
