@@ -44,8 +44,9 @@ lint: venv
 proto: venv  ## regenerate gRPC stubs from proto/ (committed; a test fails if stale)
 	PATH=$(BIN):$$PATH sh proto/generate.sh
 
-bench: venv  ## speed per variant (ms per 640x360 frame, 2 threads)
-	$(BIN)/python deploy/bench_speed.py
+bench: venv  ## ClipSpot vs RapidOCR/EasyOCR/Tesseract, quick caps (docs/benchmarks.md)
+	test -x .venv-peers/bin/python || bash bench/peers/setup.sh
+	$(BIN)/clipspot bench --quick
 
 clean:
 	rm -rf out .pytest_cache

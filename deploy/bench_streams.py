@@ -29,7 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere, without installing
 
-from deploy.bench_speed import cpu_model  # noqa: E402
+from bench.common import cpu_model  # noqa: E402
 from pipeline.decode import VideoReader, remux_to_mpegts  # noqa: E402
 from services.client import SpotClient, StreamOptions, stream_config  # noqa: E402
 from services.rpc.clipspot.v1 import spotting_pb2 as pb  # noqa: E402

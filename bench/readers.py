@@ -1,7 +1,7 @@
 """Word accuracy of each reader, with and without the English dictionary (benchmark, not a test).
 
-    .venv/bin/python deploy/bench_readers.py                    # validation sets, all readers
-    .venv/bin/python deploy/bench_readers.py --split tune
+    .venv/bin/python -m bench.readers                          # validation sets, all readers
+    .venv/bin/python -m bench.readers --split tune
 
 Sets (from ../shared/data, split as pipeline/data/splits.py says):
 - `ic15_crops`: the IC15 word-recognition crops of the split's images (validation: word_3961-4468);
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -25,19 +24,15 @@ import cv2
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run as a script from anywhere, without installing
-
-from pipeline.data.readers import icdar_gt_path, read_icdar_gt  # noqa: E402
-from pipeline.data.splits import ic15_images, ic15_words, iiit5k_words  # noqa: E402
-from pipeline.eval.text_match import image_texts_match  # noqa: E402
-from pipeline.model.lexicon import Lexicon, LexiconConfig  # noqa: E402
-from pipeline.model.rectify import rectify_word  # noqa: E402
-from pipeline.model.word_reader import READER_NAMES, read_words  # noqa: E402
-from pipeline.spotter import Spotter  # noqa: E402
-from pipeline.train.word_data import load_crop  # noqa: E402
-
-DATA = ROOT.parent / "shared" / "data"
+from bench.common import DATA, cpu_model, log
+from pipeline.data.readers import icdar_gt_path, read_icdar_gt
+from pipeline.data.splits import ic15_images, ic15_words, iiit5k_words
+from pipeline.eval.text_match import image_texts_match
+from pipeline.model.lexicon import Lexicon, LexiconConfig
+from pipeline.model.rectify import rectify_word
+from pipeline.model.word_reader import READER_NAMES, read_words
+from pipeline.spotter import Spotter
+from pipeline.train.word_data import load_crop
 
 
 def word_sets(data: Path, split: str, crop_height: int) -> dict[str, tuple[list, list[str]]]:
@@ -96,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                 "dictionary": accuracy(helped, labels),
                 "ms_per_word": ms,
             }
-            print(f"{name} {set_name}: {results[name][set_name]}", file=sys.stderr, flush=True)
+            log(f"{name} {set_name}: {results[name][set_name]}")
     print(f"| reader | set ({args.split}) | words | plain | with dictionary | ms per word |")
     print("|---|---|---:|---:|---:|---:|")
     for name, sets in results.items():
@@ -105,8 +100,6 @@ def main(argv: list[str] | None = None) -> int:
                 f"| {name} | {set_name} | {r['words']} | {r['plain']:.3f} | "
                 f"{r['dictionary']:.3f} | {r['ms_per_word']:.1f} |"
             )
-    from deploy.bench_speed import cpu_model
-
     print(f"\nCPU {cpu_model()}, {args.threads} threads; reading batched per set")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

@@ -1,6 +1,6 @@
 """Video modes side by side: every frame vs fixed k vs adaptive (benchmark, not a test).
 
-    .venv/bin/python deploy/bench_video_modes.py runs/clips_tune/*.mp4 --k 5
+    .venv/bin/python -m bench.video_modes runs/clips_tune/*.mp4 --k 5
     .venv/bin/clipspot synth camera --ic15 ../shared/data/ic15_train --split report --out clips
 
 Each clip's ground truth is the `.json` beside it (`clipspot synth camera` / `synth video`). The
@@ -15,22 +15,18 @@ tracking, and the CPU it ran on.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import av
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run as a script from anywhere, without installing
-
-from deploy.bench_speed import cpu_model  # noqa: E402
-from pipeline.data.video_gt import read_video_gt  # noqa: E402
-from pipeline.eval.video_protocol import evaluate_video, mean_over_videos  # noqa: E402
-from pipeline.runner import EVERY_FRAME, RunnerConfig, VideoRunner  # noqa: E402
-from pipeline.spotter import Spotter  # noqa: E402
-from pipeline.types import VideoFrame  # noqa: E402
+from bench.common import cpu_model
+from pipeline.data.video_gt import read_video_gt
+from pipeline.eval.video_protocol import evaluate_video, mean_over_videos
+from pipeline.runner import EVERY_FRAME, RunnerConfig, VideoRunner
+from pipeline.spotter import Spotter
+from pipeline.types import VideoFrame
 
 
 def decode(path: Path) -> list[VideoFrame]:

@@ -1,7 +1,7 @@
 """Ray Serve against the embedded server, measured in one run on this machine.
 
-    python deploy/bench_ray_vs_embedded.py                      # the demo clip, both modes
-    python deploy/bench_ray_vs_embedded.py --seconds 3 --modes every-frame
+    .venv/bin/python -m bench.ray_vs_embedded                # the demo clip, both modes
+    .venv/bin/python -m bench.ray_vs_embedded --seconds 3 --modes every-frame
 
 Both servers run side by side, each idle while the other is measured, with the same weights,
 the same torch threads and the same batch size:
@@ -17,7 +17,8 @@ p50/p99 latency of a frame (from sending the chunk that completed it to its resu
 queueing, since a file is sent faster than it is spotted), whether every stream got every frame
 once in order, and whether the words equal the other server's. Modes alternate which server goes
 first, so a drift in background load does not favour one. Prints a Markdown table (with the CPU
-model and the load average before and after) and one JSON line per run.
+model and the load average before and after) and one JSON line per run. (Files as fast as
+credits allow; `clipspot bench` measures live 25 fps streams: bench/service_load.py.)
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,22 +35,14 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from deploy.bench_speed import cpu_model  # noqa: E402
-from deploy.bench_streams import TimedChunks  # noqa: E402
-from pipeline.decode import remux_to_mpegts  # noqa: E402
-from services.client import SpotClient, StreamOptions, stream_config  # noqa: E402
-from services.rpc.clipspot.v1 import spotting_pb2 as pb  # noqa: E402
+from bench.common import cpu_model
+from bench.service_load import start_embedded, start_ray, stop_ray, warm_up
+from deploy.bench_streams import TimedChunks
+from pipeline.decode import remux_to_mpegts
+from services.client import SpotClient, StreamOptions, stream_config
+from services.rpc.clipspot.v1 import spotting_pb2 as pb
 
 MODES = {"every-frame": 1, "default": 0}  # StreamOptions.detect_every
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def one_stream(target: str, chunks: list[bytes], stream_id: str, detect_every: int,
@@ -97,45 +89,6 @@ def measure(target: str, chunks: list[bytes], streams: int, detect_every: int) -
     }
 
 
-def start_embedded(weights: str | None, threads: int, max_batch: int) -> tuple[subprocess.Popen,
-                                                                                 str]:
-    port = free_port()
-    command = [sys.executable, "-m", "services.cli.main", "serve", "--port", str(port),
-               "--host", "127.0.0.1", "--threads", str(threads), "--max-batch", str(max_batch)]
-    if weights:
-        command += ["--weights", weights]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    return process, f"127.0.0.1:{port}"
-
-
-def start_ray(weights: str | None, threads: int, max_batch: int) -> str:
-    import ray
-    from ray import serve
-    from ray.serve.config import gRPCOptions
-
-    from services.ray_app import APP_NAME, GRPC_SERVICERS, ROUTE_PREFIX, build_app
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
-    port = free_port()
-    serve.start(grpc_options=gRPCOptions(port=port, grpc_servicer_functions=GRPC_SERVICERS))
-    args = {"spotter_replicas": 1, "spotter_cpus": 1, "ingress_cpus": 0.5,
-            "torch_threads": threads, "max_batch_size": max_batch}
-    if weights:
-        args["weights"] = weights
-    serve.run(build_app(args), name=APP_NAME, route_prefix=ROUTE_PREFIX)
-    return f"127.0.0.1:{port}"
-
-
-def warm_up(target: str, image_png: bytes) -> None:
-    with SpotClient(target) as client:
-        client.wait_ready(300)
-        for _ in range(2):  # first calls pay torch's and the reader's lazy set-up
-            client.spot_image(image_png)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--video", default=None, help="a clip (default: synthesize the demo)")
@@ -144,7 +97,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default="every-frame,default")
     parser.add_argument("--threads", type=int, default=2, help="torch threads, both servers")
     parser.add_argument("--max-batch", type=int, default=4)
-    parser.add_argument("--weights", default=None)
     args = parser.parse_args(argv)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     unknown = [m for m in modes if m not in MODES]
@@ -165,9 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     png = cv2.imencode(".png", cv2.cvtColor(first, cv2.COLOR_RGB2BGR))[1].tobytes()
 
     load_before = os.getloadavg()
-    embedded, embedded_target = start_embedded(args.weights, args.threads, args.max_batch)
+    embedded, embedded_target = start_embedded(args.threads, args.max_batch)
     try:
-        ray_target = start_ray(args.weights, args.threads, args.max_batch)
+        ray_target = start_ray(args.threads, args.max_batch)
         targets = {"embedded": embedded_target, "ray": ray_target}
         for target in targets.values():
             warm_up(target, png)
@@ -185,15 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             embedded.wait(60)
         except subprocess.TimeoutExpired:
             embedded.kill()
-        try:
-            from ray import serve
-
-            serve.shutdown()
-            import ray
-
-            ray.shutdown()
-        except Exception:  # Ray may not have started
-            pass
+        stop_ray()
     load_after = os.getloadavg()
 
     frames = len(runs[(modes[0], "embedded")]["words"][0])

@@ -1,31 +1,26 @@
 """Speed ratio in one run: ClipSpot's `Spotter.spot` vs RapidOCR 3.10 on one 640x360 frame.
 
-    OMP_NUM_THREADS=2 .venv/bin/python deploy/bench_peer_speed.py
+    OMP_NUM_THREADS=2 .venv/bin/python -m bench.peer_speed
 
 RapidOCR 3.10.0 (PP-OCRv6 small detection + orientation classifier + PP-OCRv6 recognition,
 onnxruntime, 2 intra-op threads) is installed with ClipSpot (its reader model comes from that
 wheel), so both run in one process, alternating, three rounds of 15 timed calls (median each).
-Still images, every word read. A benchmark, not a test; issue 13's harness will supersede it.
+Still images, every word read. A benchmark, not a test; `clipspot bench` measures the peers
+in their own environment, this is the one in-process A/B.
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run as a script from anywhere, without installing
-
-from deploy.bench_speed import cpu_model, read_frame  # noqa: E402
-from pipeline.spotter import Spotter  # noqa: E402
-
-VIDEO = ROOT.parent / "shared" / "data" / "video" / "street_banner_960x506.mp4"
+from bench.common import cpu_model
+from bench.model_speed import read_frame
+from pipeline.spotter import Spotter
 
 
 def median_ms(call: Callable[[], object], runs: int = 15, warmup: int = 3) -> float:
@@ -43,7 +38,7 @@ def main() -> int:
     from rapidocr import RapidOCR
 
     torch.set_num_threads(2)
-    frame = read_frame(str(VIDEO), 30)
+    frame = cv2.resize(read_frame(30), (640, 360), interpolation=cv2.INTER_AREA)
     bgr = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
     spotter = Spotter.load(threads=2)
     peer = RapidOCR(

@@ -1,0 +1,199 @@
+"""Service load: 1, 4 and 16 live streams against the embedded server and the Ray Serve app.
+
+Both servers run side by side on loopback (each idle while the other is measured; the order
+alternates per level), with the same weights, torch threads and batch size:
+  - embedded: `clipspot serve` as a subprocess (one process: streams, decoding, the model);
+  - Ray: a local cluster (`ray.init(num_cpus=2)`) with Serve's gRPC proxy, one StreamIngress
+    replica and one TextSpotter replica (as deploy/serve.yaml, sized for 2 cores).
+Each stream is a real-time 25 fps source: the demo clip's MPEG-TS chunks sent at the clip's own
+rate through the ordinary client (credits respected), drop policy `keep_latest`, the servers'
+default adaptive keyframes. Per level: frames/s spotted by all streams together (frames the
+policy skipped are answered, flagged `dropped`, and not counted), latency p50/p99 from sending
+the chunk that completed a frame to its result, frames dropped by policy, frames lost (never
+answered: must be 0), and the server's RSS over time. Every run is bounded in time.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.common import ROOT, descendants, log, percentiles, rss_mb
+from deploy.bench_streams import TimedChunks
+from pipeline.decode import VideoReader, remux_to_mpegts
+from services.client import SpotClient, StreamOptions, stream_config
+from services.rpc.clipspot.v1 import spotting_pb2 as pb
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_embedded(threads: int, max_batch: int) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    command = [sys.executable, "-m", "services.cli.main", "serve", "--port", str(port),
+               "--threads", str(threads), "--max-batch", str(max_batch),
+               "--metrics-port", "0"]
+    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return process, f"127.0.0.1:{port}"
+
+
+def start_ray(threads: int, max_batch: int) -> str:
+    import ray
+    from ray import serve
+    from ray.serve.config import gRPCOptions
+
+    from services.ray_app import APP_NAME, GRPC_SERVICERS, ROUTE_PREFIX, build_app
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+    port = free_port()
+    serve.start(grpc_options=gRPCOptions(port=port, grpc_servicer_functions=GRPC_SERVICERS))
+    serve.run(build_app({"spotter_replicas": 1, "spotter_cpus": 1, "ingress_cpus": 0.5,
+                         "torch_threads": threads, "max_batch_size": max_batch}),
+              name=APP_NAME, route_prefix=ROUTE_PREFIX)
+    return f"127.0.0.1:{port}"
+
+
+def stop_ray() -> None:
+    try:
+        import ray
+        from ray import serve
+
+        serve.shutdown()
+        ray.shutdown()
+    except Exception:  # Ray may not have started; nothing to stop then
+        pass
+
+
+def warm_up(target: str, png: bytes) -> None:
+    with SpotClient(target) as client:
+        client.wait_ready(300)
+        for _ in range(2):  # the first calls pay torch's and the reader's lazy set-up
+            client.spot_image(png)
+
+
+def one_stream(target: str, chunks: list[bytes], period_s: float, name: str, out: dict) -> None:
+    timed = TimedChunks(chunks, period_s)
+    options = StreamOptions(stream_id=name, drop_policy="keep_latest")
+    latencies, frames, dropped = [], set(), 0
+    try:
+        with SpotClient(target) as client:
+            config = stream_config(options, pb.INPUT_KIND_MPEGTS, name)
+            for response in client.stream_responses(config, timed):
+                if response.WhichOneof("message") != "result":
+                    continue
+                result = response.result
+                frames.add(result.frame)
+                dropped += result.dropped
+                if not result.dropped:
+                    latencies.append(1000 * (time.perf_counter() - timed.sent_at[result.seq]))
+    except Exception as err:  # counted as lost frames and reported, not raised from a thread
+        out["error"] = f"{type(err).__name__}: {err}"
+    out.update(latencies=latencies, frames=frames, dropped=dropped)
+
+
+class RssSampler(threading.Thread):
+    """Sums the RSS of a set of processes every `period_s` (the server's, over the run)."""
+
+    def __init__(self, pids: Any, period_s: float = 0.5) -> None:
+        super().__init__(daemon=True)
+        self.pids, self.period_s = pids, period_s
+        self.samples: list[tuple[float, float]] = []
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        start = time.perf_counter()
+        while not self.stopped.is_set():
+            total = sum(rss_mb(pid) for pid in self.pids())
+            self.samples.append((round(time.perf_counter() - start, 2), round(total, 1)))
+            self.stopped.wait(self.period_s)
+
+
+def measure(target: str, chunks: list[bytes], period_s: float, streams: int, expected: int,
+            pids: Any, limit_s: float) -> dict[str, Any]:
+    outcomes: list[dict] = [{} for _ in range(streams)]
+    threads = [threading.Thread(target=one_stream, daemon=True,
+                                args=(target, chunks, period_s, f"load-{i}", outcomes[i]))
+               for i in range(streams)]
+    sampler = RssSampler(pids)
+    sampler.start()
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(0.0, limit_s - (time.perf_counter() - start)))
+    wall = time.perf_counter() - start
+    sampler.stopped.set()
+    answered = sum(len(o.get("frames", ())) for o in outcomes)
+    dropped = sum(o.get("dropped", 0) for o in outcomes)
+    latencies = [x for o in outcomes for x in o.get("latencies", [])]
+    return {"streams": streams, "wall_s": round(wall, 2),
+            "fps_spotted": round((answered - dropped) / wall, 2),
+            **percentiles(latencies), "dropped": dropped,
+            "lost": streams * expected - answered,
+            "errors": [o["error"] for o in outcomes if "error" in o],
+            "rss_mb": sampler.samples, "peak_rss_mb": max(s for _, s in sampler.samples)}
+
+
+def run(out: Path, seconds: float, levels: tuple[int, ...] = (1, 4, 16), threads: int = 2,
+        max_batch: int = 4, with_ray: bool = True) -> dict[str, Any]:
+    import cv2
+
+    from pipeline.data.synth_video import VideoConfig, write_video
+
+    out.mkdir(parents=True, exist_ok=True)
+    video = out / f"load_{seconds:g}s.mp4"
+    if not video.exists():
+        write_video(VideoConfig(seconds=seconds, seed=0), video)
+    frames = list(VideoReader(str(video)))
+    chunks = list(remux_to_mpegts(video, chunk_size=16 * 1024))
+    period_s = seconds / len(chunks)  # chunks at the clip's own rate: a live 25 fps camera
+    png = cv2.imencode(".png", cv2.cvtColor(frames[0].image, cv2.COLOR_RGB2BGR))[1].tobytes()
+    limit_s = 3 * seconds + 120  # bounded: a stuck stream ends the level, its frames count lost
+    embedded, embedded_target = start_embedded(threads, max_batch)
+    servers = {"embedded": (embedded_target, lambda: descendants(embedded.pid))}
+    try:
+        if with_ray:
+            ray_target = start_ray(threads, max_batch)
+            mine = os.getpid()
+            servers["ray"] = (ray_target, lambda: [
+                p for p in descendants(mine) if p != mine and p not in descendants(embedded.pid)])
+        for target, _ in servers.values():
+            warm_up(target, png)
+        results: dict[str, list] = {name: [] for name in servers}
+        for index, streams in enumerate(levels):
+            order = list(servers) if index % 2 == 0 else list(servers)[::-1]
+            for name in order:
+                log(f"service: {name}, {streams} live streams of {seconds:g} s")
+                target, pids = servers[name]
+                results[name].append(measure(target, chunks, period_s, streams, len(frames),
+                                             pids, limit_s))
+    finally:
+        embedded.terminate()
+        try:
+            embedded.wait(60)
+        except subprocess.TimeoutExpired:
+            embedded.kill()
+        if with_ray:
+            stop_ray()
+    ratio = {}
+    if "ray" in results:
+        ratio = {str(e["streams"]): round(r["fps_spotted"] / e["fps_spotted"], 2)
+                 for e, r in zip(results["embedded"], results["ray"], strict=True)
+                 if e["fps_spotted"]}
+    return {"clip": video.name, "frames_per_stream": len(frames), "fps_source": 25,
+            "drop_policy": "keep_latest", "threads": threads, "max_batch": max_batch,
+            "servers": results, "ray_over_embedded_fps": ratio,
+            "lost_total": int(np.sum([r["lost"] for rs in results.values() for r in rs]))}
