@@ -29,62 +29,30 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
-
-import numpy as np
 
 from bench.common import cpu_model
 from bench.service_load import start_embedded, start_ray, stop_ray, warm_up
-from deploy.bench_streams import TimedChunks
+from bench.streams import run_streams, summary
 from pipeline.decode import remux_to_mpegts
-from services.client import SpotClient, StreamOptions, stream_config
-from services.rpc.clipspot.v1 import spotting_pb2 as pb
+from services.client import StreamOptions
 
 MODES = {"every-frame": 1, "default": 0}  # StreamOptions.detect_every
 
 
-def one_stream(target: str, chunks: list[bytes], stream_id: str, detect_every: int,
-               out: dict) -> None:
-    timed = TimedChunks(chunks)
-    options = StreamOptions(stream_id=stream_id, detect_every=detect_every)
-    config = stream_config(options, pb.INPUT_KIND_MPEGTS, stream_id)
-    latencies, frames, words = [], [], []
-    try:
-        with SpotClient(target) as client:
-            for response in client.stream_responses(config, timed):
-                if response.WhichOneof("message") != "result":
-                    continue
-                result = response.result
-                latencies.append(time.perf_counter() - timed.sent_at[result.seq])
-                frames.append(result.frame)
-                words.append(sorted(i.text for i in result.instances))
-    except Exception as err:  # reported in the table, not raised from a thread
-        out["error"] = f"{type(err).__name__}: {err}"
-    out.update(latencies=latencies, frames=frames, words=words)
-
-
 def measure(target: str, chunks: list[bytes], streams: int, detect_every: int) -> dict:
-    outcomes: list[dict] = [{} for _ in range(streams)]
-    threads = [threading.Thread(target=one_stream, args=(
-        target, chunks, f"bench-{i}", detect_every, outcomes[i])) for i in range(streams)]
-    start = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - start
-    latencies = np.array([x for o in outcomes for x in o["latencies"]] or [0.0]) * 1000.0
-    expected = max(len(o["frames"]) for o in outcomes)
+    options = [StreamOptions(stream_id=f"bench-{i}", detect_every=detect_every)
+               for i in range(streams)]
+    outcomes, wall = run_streams(target, chunks, options)
+    result = summary(outcomes, wall)
     return {
-        "frames": sum(len(o["frames"]) for o in outcomes),
+        "frames": result["frames_total"],
         "wall_s": wall,
-        "fps": sum(len(o["frames"]) for o in outcomes) / wall,
-        "p50_ms": float(np.percentile(latencies, 50)),
-        "p99_ms": float(np.percentile(latencies, 99)),
-        "every_frame_once": all(o["frames"] == list(range(expected)) for o in outcomes),
-        "errors": [o["error"] for o in outcomes if "error" in o],
+        "fps": result["fps_total"],
+        "p50_ms": result["latency_ms_p50"],
+        "p99_ms": result["latency_ms_p99"],
+        "every_frame_once": result["every_frame_once"],
+        "errors": result["errors"],
         "words": [o["words"] for o in outcomes],
     }
 

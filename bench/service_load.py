@@ -19,18 +19,15 @@ import os
 import socket
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.common import ROOT, descendants, log, percentiles, rss_mb
-from deploy.bench_streams import TimedChunks
+from bench.common import ROOT, descendants, log, percentiles
+from bench.streams import RssSampler, run_streams
 from pipeline.decode import VideoReader, remux_to_mpegts
-from services.client import SpotClient, StreamOptions, stream_config
-from services.rpc.clipspot.v1 import spotting_pb2 as pb
+from services.client import SpotClient, StreamOptions
 
 
 def free_port() -> int:
@@ -84,61 +81,15 @@ def warm_up(target: str, png: bytes) -> None:
             client.spot_image(png)
 
 
-def one_stream(target: str, chunks: list[bytes], period_s: float, name: str, out: dict) -> None:
-    timed = TimedChunks(chunks, period_s)
-    options = StreamOptions(stream_id=name, drop_policy="keep_latest")
-    latencies, frames, dropped = [], set(), 0
-    try:
-        with SpotClient(target) as client:
-            config = stream_config(options, pb.INPUT_KIND_MPEGTS, name)
-            for response in client.stream_responses(config, timed):
-                if response.WhichOneof("message") != "result":
-                    continue
-                result = response.result
-                frames.add(result.frame)
-                dropped += result.dropped
-                if not result.dropped:
-                    latencies.append(1000 * (time.perf_counter() - timed.sent_at[result.seq]))
-    except Exception as err:  # counted as lost frames and reported, not raised from a thread
-        out["error"] = f"{type(err).__name__}: {err}"
-    out.update(latencies=latencies, frames=frames, dropped=dropped)
-
-
-class RssSampler(threading.Thread):
-    """Sums the RSS of a set of processes every `period_s` (the server's, over the run)."""
-
-    def __init__(self, pids: Any, period_s: float = 0.5) -> None:
-        super().__init__(daemon=True)
-        self.pids, self.period_s = pids, period_s
-        self.samples: list[tuple[float, float]] = []
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        start = time.perf_counter()
-        while not self.stopped.is_set():
-            total = sum(rss_mb(pid) for pid in self.pids())
-            self.samples.append((round(time.perf_counter() - start, 2), round(total, 1)))
-            self.stopped.wait(self.period_s)
-
-
 def measure(target: str, chunks: list[bytes], period_s: float, streams: int, expected: int,
             pids: Any, limit_s: float) -> dict[str, Any]:
-    outcomes: list[dict] = [{} for _ in range(streams)]
-    threads = [threading.Thread(target=one_stream, daemon=True,
-                                args=(target, chunks, period_s, f"load-{i}", outcomes[i]))
+    options = [StreamOptions(stream_id=f"load-{i}", drop_policy="keep_latest")
                for i in range(streams)]
-    sampler = RssSampler(pids)
-    sampler.start()
-    start = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(max(0.0, limit_s - (time.perf_counter() - start)))
-    wall = time.perf_counter() - start
-    sampler.stopped.set()
-    answered = sum(len(o.get("frames", ())) for o in outcomes)
+    with RssSampler(pids, period_s=0.5) as sampler:
+        outcomes, wall = run_streams(target, chunks, options, period_s, limit_s)
+    answered = sum(len(set(o.get("frames", ()))) for o in outcomes)
     dropped = sum(o.get("dropped", 0) for o in outcomes)
-    latencies = [x for o in outcomes for x in o.get("latencies", [])]
+    latencies = [1000 * x for o in outcomes for x in o.get("spotted_latencies", [])]
     return {"streams": streams, "wall_s": round(wall, 2),
             "fps_spotted": round((answered - dropped) / wall, 2),
             **percentiles(latencies), "dropped": dropped,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import threading
 import time
 import urllib.request
@@ -33,7 +34,7 @@ from grpc_harness import (
 )
 from tcp_proxy import CuttingProxy
 
-from deploy.soak import rss_bytes
+from bench.common import rss_mb
 from pipeline.data.synth_video import write_video
 from pipeline.decode import remux_to_mpegts
 from pipeline.spotter import Spotter
@@ -50,6 +51,11 @@ KEEPALIVE_S, KEEPALIVE_TIMEOUT_S = 1.0, 1.0
 DETECT_BOUND_S = KEEPALIVE_S + KEEPALIVE_TIMEOUT_S + 3.0  # the stated time: slack for 2 busy cores
 RSS_BOUND = 50 * 1024 * 1024  # slow reader's growth, from just before it starts
 PAUSE_S = 4.0  # how long the slow reader reads nothing
+
+
+def rss_bytes() -> int:
+    """This process's resident memory (server and client both live here)."""
+    return int(rss_mb(os.getpid()) * 2**20)
 
 
 @pytest.fixture(scope="module")

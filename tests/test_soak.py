@@ -1,8 +1,8 @@
 """The short soak (issue 11): 16 concurrent live streams against one embedded server, on
 loopback, for 20 s; no frame lost, and the RSS does not grow after the warm-up.
 
-The long one is `python deploy/soak.py` (docs/reliability.md#soak); this runs the same code
-(`deploy.soak.soak`) against a server in this process, so the RSS sampled is the test
+The long one is `python bench/soak.py` (docs/reliability.md#soak); this runs the same code
+(`bench.soak.soak`) against a server in this process, so the RSS sampled is the test
 process's: server and the 16 clients together.
 
 Pace: 5 frames/s per stream (80 frames/s in all) of a 320x192 synthetic video, MPEG-TS in
@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from grpc_harness import MAX_SIDE, BackgroundServer
 
-from deploy.soak import soak, soak_video
+from bench.soak import soak, soak_video
 from pipeline.spotter import Spotter
 from services.client import StreamOptions
 

@@ -1,12 +1,12 @@
 """Soak: N concurrent streams at real-time pace for a few minutes; server RSS, lost frames, p99.
 
-    python deploy/soak.py --streams 16 --minutes 3                # starts `clipspot serve` itself
-    python deploy/soak.py --streams 8 --minutes 1 --ray           # the Ray app (`serve --ray`)
-    python deploy/soak.py --server localhost:50051 --pid PID      # a server already running
+    python bench/soak.py --streams 16 --minutes 3                # starts `clipspot serve` itself
+    python bench/soak.py --streams 8 --minutes 1 --ray           # the Ray app (`serve --ray`)
+    python bench/soak.py --server localhost:50051 --pid PID      # a server already running
 
 Every stream sends the same synthetic video (320x192 by default, `--fps` frames per second,
 `--minutes` long) as MPEG-TS chunks at the video's own rate, through the ordinary client
-(credits respected), all streams at once: `deploy/bench_streams.py`'s live mode, for longer.
+(credits respected), all streams at once: `bench/streams.py`'s live mode, for longer.
 The server's RSS (the sum over its process tree: Ray's raylet and replicas are its children)
 is sampled every second. A frame is lost when the stream does not get its FrameResult; frames
 the drop policy skipped are still answered (flagged dropped) and are counted apart. Latency is
@@ -17,13 +17,11 @@ from sending the chunk that completed a frame to receiving its result. Prints on
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -33,65 +31,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere, without installing
 
-from deploy.bench_streams import _one_stream  # noqa: E402
+from bench.common import descendants  # noqa: E402
+from bench.streams import RssSampler, run_streams  # noqa: E402
 from pipeline.data.synth_video import VideoConfig, write_video  # noqa: E402
 from pipeline.decode import remux_to_mpegts  # noqa: E402
 from services.client import StreamOptions  # noqa: E402
-
-
-def rss_bytes(pid: int | None = None) -> int:
-    """VmRSS of a process (default: this one), from /proc."""
-    with open(f"/proc/{pid or os.getpid()}/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0  # a zombie has no VmRSS
-
-
-def tree_rss_bytes(root: int) -> int:
-    """RSS of `root` and all its descendants (processes that end meanwhile count 0)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            children.setdefault(ppid, []).append(int(entry))
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        todo += children.get(pid, [])
-        with contextlib.suppress(OSError):
-            total += rss_bytes(pid)
-    return total
-
-
-class RssSampler:
-    """(seconds since start, RSS) of a process tree, every `period_s`, in a thread."""
-
-    def __init__(self, pid: int, period_s: float = 1.0) -> None:
-        self.pid = pid
-        self.period_s = period_s
-        self.samples: list[tuple[float, int]] = []
-        self._stop = threading.Event()
-        self._start = time.monotonic()
-        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
-
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while True:
-            self.samples.append((time.monotonic() - self._start, tree_rss_bytes(self.pid)))
-            if self._stop.wait(self.period_s):
-                return
 
 
 def soak_video(folder: Path, seconds: float, fps: float, width: int = 320,
@@ -109,36 +53,20 @@ def soak(target: str, pid: int, video: Path, streams: int, options: StreamOption
     """Run the streams against `target` (served by process `pid`) and summarise."""
     chunks = list(remux_to_mpegts(video, chunk_size=chunk_bytes))
     period_s = seconds / len(chunks)  # the video's own rate: a live camera
-    outcomes: list[dict] = [{} for _ in range(streams)]
-    threads = [threading.Thread(target=_guarded, args=(
-        target, chunks, replace(options, stream_id=f"soak-{i}"),
-        period_s, outcomes[i])) for i in range(streams)]
-    with RssSampler(pid) as rss:
+    every = [replace(options, stream_id=f"soak-{i}") for i in range(streams)]
+    with RssSampler(lambda: descendants(pid)) as rss:
         time.sleep(1.0)  # the first sample: before any stream
-        start = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        wall = time.perf_counter() - start
+        outcomes, wall = run_streams(target, chunks, every, period_s)
         time.sleep(2.0)  # after: every stream closed
     return summarise(outcomes, rss.samples, wall, warmup_s + 1.0, options, streams)
 
 
-def _guarded(target: str, chunks: list[bytes], options: StreamOptions, period_s: float,
-             out: dict) -> None:
-    try:
-        _one_stream(target, chunks, options, period_s, out)
-    except Exception as err:  # counted as lost frames, and named in the summary
-        out["error"] = f"{type(err).__name__}: {err}"
-
-
-def summarise(outcomes: list[dict], samples: list[tuple[float, int]], wall: float,
+def summarise(outcomes: list[dict], samples: list[tuple[float, float]], wall: float,
               warmup_at: float, options: StreamOptions, streams: int) -> dict:
     expected = max(len(o.get("frames", [])) for o in outcomes)
     answered = sum(len(o.get("frames", [])) for o in outcomes)
     latencies = np.array([x for o in outcomes for x in o.get("latencies", [])] or [0.0]) * 1e3
-    mib = [(t, rss / 2**20) for t, rss in samples]
+    mib = samples
     warm = [r for t, r in mib if t >= warmup_at] or [mib[-1][1]]
     return {
         "streams": streams,
