@@ -15,7 +15,11 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT.parent / "shared" / "data"
+# The read-only datasets: $CLIPSPOT_SHARED_DATA, else ../shared/data beside the checkout, else the
+# workplace's /work/shared/data (as tests/shared_data.py finds them; a clone may live elsewhere).
+DATA = next((Path(p) for p in (os.environ.get("CLIPSPOT_SHARED_DATA"),
+                               ROOT.parent / "shared" / "data", "/work/shared/data")
+             if p and Path(p).is_dir()), ROOT.parent / "shared" / "data")
 PEERS_PYTHON = ROOT / ".venv-peers" / "bin" / "python"
 PEER_SPOT = ROOT / "bench" / "peers" / "peer_spot.py"
 PRODUCT_PYTHON = Path(sys.executable)

@@ -9,9 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from shared_data import SHARED_DATA
 
 ROOT = Path(__file__).resolve().parent.parent
-IC15 = ROOT.parent / "shared" / "data" / "ic15_train"
+IC15 = SHARED_DATA / "ic15_train"
 
 pytestmark = pytest.mark.skipif(not IC15.is_dir(), reason="needs ../shared/data/ic15_train")
 
