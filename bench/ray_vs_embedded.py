@@ -26,13 +26,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from bench.common import cpu_model
-from bench.service_load import start_embedded, start_ray, stop_ray, warm_up
+from bench.service_load import start_embedded, start_ray, stop_embedded, stop_ray, warm_up
 from bench.streams import run_streams, summary
 from pipeline.decode import remux_to_mpegts
 from services.client import StreamOptions
@@ -100,11 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                 run = {k: v for k, v in runs[(mode, server)].items() if k != "words"}
                 print(json.dumps({"mode": mode, "server": server, **run}), flush=True)
     finally:
-        embedded.terminate()
-        try:
-            embedded.wait(60)
-        except subprocess.TimeoutExpired:
-            embedded.kill()
+        stop_embedded(embedded)
         stop_ray()
     load_after = os.getloadavg()
 

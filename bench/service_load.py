@@ -46,6 +46,15 @@ def start_embedded(threads: int, max_batch: int) -> tuple[subprocess.Popen, str]
     return process, f"127.0.0.1:{port}"
 
 
+def stop_embedded(process: subprocess.Popen) -> None:
+    """SIGTERM (the server drains), then kill it if it has not exited within a minute."""
+    process.terminate()
+    try:
+        process.wait(60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
 def start_ray(threads: int, max_batch: int) -> str:
     import ray
     from ray import serve
@@ -132,11 +141,7 @@ def run(out: Path, seconds: float, levels: tuple[int, ...] = (1, 4, 16), threads
                 results[name].append(measure(target, chunks, period_s, streams, len(frames),
                                              pids, limit_s))
     finally:
-        embedded.terminate()
-        try:
-            embedded.wait(60)
-        except subprocess.TimeoutExpired:
-            embedded.kill()
+        stop_embedded(embedded)
         if with_ray:
             stop_ray()
     ratio = {}
