@@ -45,6 +45,7 @@ def detector_config_from_dict(d: dict[str, Any]) -> DetectorConfig:
         prompt=PromptConfig(**d["prompt"]),
         matching=MatchingConfig(**d["matching"]),
         neck_channels=int(d["neck_channels"]),
+        clip_modules=bool(d.get("clip_modules", True)),  # files before the ablation: always on
     )
 
 

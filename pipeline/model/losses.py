@@ -69,11 +69,12 @@ def detection_loss(
     }
     l1 = (head.thresh - targets.thresh).abs() * targets.thresh_mask
     losses["thresh"] = config.thresh_weight * l1.sum() / (targets.thresh_mask.sum() + 1e-6)
-    logits = F.interpolate(
-        out.score_map / config.temperature, size=targets.shrink.shape[-2:], mode="bilinear"
-    )
-    losses["aux"] = config.aux_weight * balanced_bce(
-        logits, targets.shrink, targets.shrink_mask, config.negative_ratio, True
-    )
+    if out.score_map is not None:  # the ILM auxiliary loss; absent without CLIP-side modules
+        logits = F.interpolate(
+            out.score_map / config.temperature, size=targets.shrink.shape[-2:], mode="bilinear"
+        )
+        losses["aux"] = config.aux_weight * balanced_bce(
+            logits, targets.shrink, targets.shrink_mask, config.negative_ratio, True
+        )
     losses["total"] = sum(losses.values())
     return losses

@@ -5,10 +5,14 @@
 - `cr50_cpu`: the shipped default. Same topology ([3, 4, 6, 3] bottlenecks, 3-conv stem, dense
   attention pool, frozen text transformer, VPG, BSM) at a quarter of the width, so detection plus
   recognition fit about 100 ms per 640x360 frame on 2 CPU threads.
+- `cr50_cpu_plain`: `cr50_cpu` without the CLIP-side modules (prompt, BSM, VPG, ILM): DB on the
+  FPN alone, the baseline of the ablation in docs/benchmarks.md. Not a product variant.
 - `cr50_tiny`: for tests only.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from pipeline.model.backbone import BackboneConfig
 from pipeline.model.detector import DetectorConfig
@@ -29,6 +33,10 @@ def cr50_cpu() -> DetectorConfig:
     )
 
 
+def cr50_cpu_plain() -> DetectorConfig:
+    return replace(cr50_cpu(), clip_modules=False)
+
+
 def cr50_tiny() -> DetectorConfig:
     return DetectorConfig(
         backbone=BackboneConfig(layers=(1, 1, 1, 1), width=8, embed_dim=64, heads=2),
@@ -38,4 +46,9 @@ def cr50_tiny() -> DetectorConfig:
     )
 
 
-VARIANTS = {"cr50_full": cr50_full, "cr50_cpu": cr50_cpu, "cr50_tiny": cr50_tiny}
+VARIANTS = {
+    "cr50_full": cr50_full,
+    "cr50_cpu": cr50_cpu,
+    "cr50_cpu_plain": cr50_cpu_plain,
+    "cr50_tiny": cr50_tiny,
+}

@@ -1,6 +1,6 @@
-"""Detector training samples: IC15 training images (img_1..img_900) plus optional synthetic
-scenes, augmented (scale, small rotation, colour), cropped to a square biased towards text, with
-DBNet targets. Validation images (img_901..img_1000) are never read here."""
+"""Detector training samples: IC15 training images (img_1..img_800, or an evenly spread few-shot
+subset) plus optional synthetic scenes, augmented (scale, small rotation, colour), cropped to a
+square biased towards text, with DBNet targets. Tune and validation images are never read here."""
 
 from __future__ import annotations
 
@@ -76,6 +76,14 @@ def _colour_jitter(image: np.ndarray, rng: random.Random) -> np.ndarray:
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
+def few_shot_subset(images: list[Path], count: int) -> list[Path]:
+    """`count` images spread evenly over the list (every 10th for 10 %): the same subset for
+    every arm and seed of an ablation, so seeds vary the training, not the data."""
+    if not 0 < count <= len(images):
+        raise ValueError(f"train_images must be 1..{len(images)}, not {count}")
+    return [images[i * len(images) // count] for i in range(count)]
+
+
 class DetectionDataset(Dataset):
     def __init__(
         self,
@@ -84,8 +92,11 @@ class DetectionDataset(Dataset):
         synth_fraction: float = 0.0,
         seed: int = 0,
         length: int = 10**9,
+        train_images: int | None = None,
     ) -> None:
         self.images = ic15_images(ic15_root, "train") if ic15_root else []
+        if train_images is not None:
+            self.images = few_shot_subset(self.images, train_images)
         self.augment = augment
         self.synth_fraction = synth_fraction if self.images else 1.0
         self.seed = seed

@@ -55,6 +55,7 @@ class DetectorTrainConfig:
     val_images: int = 100
     save_every: int = 100
     seed: int = 0
+    train_images: int | None = None  # few-shot: this many of img_1-800, evenly spread
     max_minutes: float | None = None  # stop (validate, save) after this long: a leased GPU
 
 
@@ -99,10 +100,12 @@ def _lr_factor(step: int, cfg: DetectorTrainConfig) -> float:
     return max((1 - step / cfg.steps), 0.0) ** 0.9  # poly schedule, power 0.9 (reference)
 
 
-def validate(model: FastTCMDetector, cfg: DetectorTrainConfig) -> dict[str, Any]:
-    """Detection P/R/H on the IC15 tune images (img_801-900) at their native 960x640."""
+def validate(model: FastTCMDetector, cfg: DetectorTrainConfig, split: str = "tune"
+             ) -> dict[str, Any]:
+    """Detection P/R/H on IC15 images at their native 960x640, default thresholds. Training
+    selects on "tune" (img_801-900); "val" is for scoring a finished run once."""
     model.eval()
-    paths = ic15_images(cfg.ic15_root, "tune")[: cfg.val_images]  # select on tune, never val
+    paths = ic15_images(cfg.ic15_root, split)[: cfg.val_images]
     gt, preds = {}, {}
     text = model.text_embedding().detach()
     for path in paths:
@@ -147,7 +150,11 @@ def train_detector(cfg: DetectorTrainConfig) -> dict[str, Any]:
         step, best = state["step"], state["best_hmean"]
         print(f"resumed from {out / 'last.pt'} at step {step}", file=sys.stderr)
     data = DetectionDataset(
-        cfg.ic15_root, AugmentConfig(crop=cfg.crop), cfg.synth_fraction, cfg.seed
+        cfg.ic15_root,
+        AugmentConfig(crop=cfg.crop),
+        cfg.synth_fraction,
+        cfg.seed,
+        train_images=cfg.train_images,
     )
     loader = DataLoader(
         torch.utils.data.Subset(
@@ -208,5 +215,5 @@ def _float_output(output):
     head = output.head
     return DetectorOutput(
         HeadOutput(head.prob.float(), head.thresh.float(), head.binary.float()),
-        output.score_map.float(),
+        None if output.score_map is None else output.score_map.float(),
     )

@@ -28,13 +28,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--synth-fraction", type=float, help="share of synthetic samples")
     det = parser.add_argument_group("detector only")
     det.add_argument(
-        "--variant", default="cr50_cpu", help="cr50_cpu (default), cr50_full, cr50_tiny"
+        "--variant", default="cr50_cpu",
+        help="cr50_cpu (default), cr50_full, cr50_tiny; cr50_cpu_plain = no CLIP-side modules",
     )
     det.add_argument(
         "--clip-weights", help="real OpenAI CLIP RN50 file (TorchScript or state dict)"
     )
     det.add_argument("--crop", type=int, help="square training crop (default 512)")
     det.add_argument("--workers", type=int, help="data-loading processes (default 1)")
+    det.add_argument("--train-images", type=int,
+                     help="few-shot: train on this many of img_1-800, evenly spread")
+    det.add_argument("--seed", type=int, help="sampling and initialisation seed (default 0)")
+    det.add_argument("--val-every", type=int, help="validate on img_801-900 every N steps")
     det.add_argument("--minutes", type=float,
                      help="stop after this many minutes (validate and save first)")
     rec = parser.add_argument_group("recognizer only")
@@ -79,6 +84,9 @@ def run(args: argparse.Namespace) -> int:
                 synth_fraction="synth_fraction",
                 max_minutes="minutes",
                 workers="workers",
+                train_images="train_images",
+                seed="seed",
+                val_every="val_every",
             ),
         )
         result = train_detector(cfg)
