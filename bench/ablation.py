@@ -6,7 +6,8 @@ Arms: `cr50_cpu` (prompt + BSM + VPG + ILM, the shipped topology) against `cr50_
 checkpoint exists here) for the same number of steps on all of IC15 img_1-800 or on an evenly
 spread 10 % of them, then scored once on img_901-1000 with default DB thresholds at 960x640.
 Every arm runs in its own process on one thread; `--parallel 2` keeps both cores busy, and the
-runs are resumable (a finished arm's result file is reused). Writes OUT/ablation.json.
+runs are resumable (a finished arm's result file is reused). Writes OUT/ablation.json and
+OUT/ablation.md (the tables of docs/benchmarks.md).
 
     .venv/bin/python -m bench.ablation --out out/ablation [--steps 1500 --crop 256]
 """
@@ -95,6 +96,24 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return table
 
 
+def markdown(report: dict[str, Any]) -> str:
+    """The arms and their summary as the tables docs/benchmarks.md shows."""
+    lines = ["| CLIP-side modules | training images | seed | steps | train CPU min | tune det H "
+             "| **val det P / R / H** |", "|---|---:|---:|---:|---:|---:|---|"]
+    for r in sorted(report["arms"], key=lambda r: (-r["train_images"], r["modules"], r["seed"])):
+        v = r["val"]
+        lines.append(f"| {r['modules']} | {r['train_images']} | {r['seed']} | {r['steps']} | "
+                     f"{r['train_cpu_s'] / 60:.1f} | {r['tune_hmean']:.3f} | {v['precision']:.3f}"
+                     f" / {v['recall']:.3f} / **{v['hmean']:.3f}** |")
+    lines += ["", "| CLIP-side modules | training images | seeds | val det H mean [min–max] |",
+              "|---|---:|---:|---|"]
+    for g in sorted(report["summary"], key=lambda g: (-g["train_images"], g["modules"])):
+        lines.append(f"| {g['modules']} | {g['train_images']} | {g['seeds']} | "
+                     f"{g['val_hmean_mean']:.3f} [{g['val_hmean_min']:.3f}–"
+                     f"{g['val_hmean_max']:.3f}] |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "ablation")
@@ -127,7 +146,8 @@ def main() -> int:
                          "lr": args.lr, "threads_per_arm": 1, "init": "from scratch"},
               "arms": rows, "summary": summarise(rows)}
     write_json(args.out / "ablation.json", report)
-    print(json.dumps(report["summary"], indent=1))
+    (args.out / "ablation.md").write_text(markdown(report))
+    print(markdown(report))
     return 0
 
 

@@ -119,3 +119,23 @@ def log(message: str) -> None:
     load = "/".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"[bench {time.strftime('%H:%M:%S')} load {load}] {message}", file=sys.stderr,
           flush=True)
+
+
+def scrape_counters(port: int) -> dict[str, float]:
+    """A Prometheus /metrics page on loopback: each sample name summed over its label sets
+    (streams, replicas, workers). Empty when nothing answers there."""
+    import urllib.error
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+    except (urllib.error.URLError, OSError):
+        return {}
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+    return totals

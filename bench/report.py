@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 PEERS_PYTHON = Path(__file__).resolve().parent.parent / ".venv-peers" / "bin" / "python"
+PARTS = ("image", "video", "service", "model", "tcm")  # of a run, in order (`--parts`)
 PLOTS = ("bench_accuracy_vs_fps.png", "bench_latency_cdf.png", "bench_rss.png")
 
 
@@ -100,15 +101,21 @@ def video_tables(video: dict[str, Any]) -> list[str]:
 
 
 def service_table(service: dict[str, Any]) -> list[str]:
-    lines = ["| server | streams | frames/s spotted | latency p50 / p99 ms | dropped by policy "
-             "| lost | peak RSS MB | errors |", "|---|---:|---:|---|---:|---:|---:|---|"]
+    lines = ["| server | streams | frames/s spotted | keyframes/s (detector) | latency p50 / p99 "
+             "ms | dropped by policy | lost | peak RSS MB | errors |",
+             "|---|---:|---:|---:|---|---:|---:|---:|---|"]
     for server, rows in service["servers"].items():
         for r in rows:
+            keyframes = r.get("keyframes_per_s")
             lines.append(f"| {server} | {r['streams']} | {r['fps_spotted']:.2f} | "
+                         f"{'—' if keyframes is None else f'{keyframes:.2f}'} | "
                          f"{r['p50_ms']:.0f} / {r['p99_ms']:.0f} | {r['dropped']} | "
                          f"**{r['lost']}** | {r['peak_rss_mb']:.0f} | {len(r['errors'])} |")
     ratio = ", ".join(f"{k} stream(s) {v:.2f}" for k, v in service["ray_over_embedded_fps"].items())
-    return [*lines, "", f"Ray ÷ embedded, frames/s spotted: {ratio or 'not measured'}."]
+    keyframes = ", ".join(f"{k} stream(s) {v:.2f}"
+                          for k, v in service.get("ray_over_embedded_keyframes", {}).items())
+    return [*lines, "", f"Ray ÷ embedded, frames/s spotted: {ratio or 'not measured'}; "
+            f"keyframes/s: {keyframes or 'not measured'}."]
 
 
 def speed_tables(model: dict[str, Any], tcm: dict[str, Any]) -> list[str]:
@@ -184,8 +191,9 @@ def headlines(res: dict[str, Any]) -> list[str]:
                            f"{r.get('median', 0):.1f}× {spread}")
     if "service" in res:
         s = res["service"]
-        out.append(f"service: Ray ÷ embedded frames/s {s['ray_over_embedded_fps']}; "
-                   f"frames lost {s['lost_total']} (goal 0)")
+        out.append(f"service: Ray ÷ embedded frames/s {s['ray_over_embedded_fps']}, keyframes/s "
+                   f"{s.get('ray_over_embedded_keyframes', {})}; frames lost {s['lost_total']} "
+                   "(goal 0)")
     if "tcm" in res:
         for r in res["tcm"]["rows"]:
             out.append(f"TCM slower than FastTCM ({r['variant']}): "
@@ -203,7 +211,11 @@ def markdown(res: dict[str, Any], preamble: str) -> str:
              " ratios within one repeat are the figures to trust)",
              "- weights `5b6c5d313881` (`weights/clipspot-default.pt`), default reader "
              "`ppocrv6` (`Spotter.checksum` 5a52499b2e3a); 2 threads per engine",
-             f"- command: `{res['command']}` ({res['wall_s'] / 60:.1f} min)", "",
+             f"- command: `{res['command']}` ({res['wall_s'] / 60:.1f} min)",
+             *[f"- parts {', '.join(r['parts'])} from a later run: `{r['command']}` "
+               f"({r['wall_s'] / 60:.1f} min, {r['machine']['time']}, load average at start "
+               f"{r['machine']['load_average']}, at end {r.get('load_average_end')})"
+               for r in res.get("reruns", [])], "",
              "### Headlines", "", *[f"- {h}" for h in headlines(res)]]
     if "image" in res:
         img = res["image"]
@@ -287,13 +299,33 @@ def write(res: dict[str, Any], results_path: Path, docs: Path, peers_python: Pat
             print("report: no matplotlib here and no .venv-peers: tables only", file=sys.stderr)
 
 
+def merge_rerun(res: dict[str, Any], rerun: dict[str, Any], parts: tuple[str, ...]
+                ) -> dict[str, Any]:
+    """`res` with the parts a later, partial run measured (`clipspot bench --parts ...`)
+    replacing its own; the report names that run. Ratios stay within one invocation: every
+    part is measured whole in one run."""
+    rerun_parts = [p for p in parts if p in rerun]
+    merged = {**res, **{p: rerun[p] for p in rerun_parts}}
+    merged["reruns"] = [*res.get("reruns", []), {
+        "parts": rerun_parts, "command": rerun["command"], "wall_s": rerun["wall_s"],
+        "machine": rerun["machine"], "load_average_end": rerun.get("load_average_end")}]
+    return merged
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", type=Path)
     parser.add_argument("dest", type=Path, help="docs folder, or with --plots the image folder")
     parser.add_argument("--plots", action="store_true")
+    parser.add_argument("--rerun", type=Path,
+                        help="results.json of a later partial run: its parts replace these "
+                             "(the merged file is written beside RESULTS as results_merged.json)")
     args = parser.parse_args(argv)
     res = json.loads(args.results.read_text())
+    if args.rerun:
+        res = merge_rerun(res, json.loads(args.rerun.read_text()), PARTS)
+        args.results = args.results.with_name("results_merged.json")
+        args.results.write_text(json.dumps(res, indent=1))
     if args.plots:
         plots(res, args.dest)
     else:

@@ -19,7 +19,7 @@ from typing import Any
 from bench import image_accuracy, model_speed, report, service_load, tcm_speed, video_accuracy
 from bench.common import PEERS_PYTHON, ROOT, load_average, log, machine, write_json
 
-PARTS = ("image", "video", "service", "model", "tcm")
+PARTS = report.PARTS
 
 # Caps per preset. EasyOCR takes seconds a frame on 2 shared cores: it sees only the first
 # `slow_images` images of each set and `slow_frames` frames of each clip, and ClipSpot is
@@ -28,7 +28,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quick": {"val": 8, "tune": 3, "synth": 4, "video_s": 0.6, "camera_clips": 1,
               "repeats": 2, "load_s": 2.0, "variants": ["cr50_cpu"], "runs": 3,
               "tcm_rounds": 2, "tcm_runs": 2, "slow_images": 3, "slow_frames": 4},
-    "full": {"val": 100, "tune": 4, "synth": 8, "video_s": 1.2, "camera_clips": 2,
+    "full": {"val": 100, "tune": 100, "synth": 8, "video_s": 1.2, "camera_clips": 2,
              "repeats": 3, "load_s": 4.0, "variants": ["cr50_cpu", "cr50_full"], "runs": 3,
              "tcm_rounds": 3, "tcm_runs": 3, "slow_images": 16, "slow_frames": 8},
     "smoke": {"val": 2, "tune": 1, "synth": 1, "video_s": 0.2, "camera_clips": 1,

@@ -11,6 +11,12 @@ default adaptive keyframes. Per level: frames/s spotted by all streams together 
 policy skipped are answered, flagged `dropped`, and not counted), latency p50/p99 from sending
 the chunk that completed a frame to its result, frames dropped by policy, frames lost (never
 answered: must be 0), and the server's RSS over time. Every run is bounded in time.
+
+"Spotted" counts every answer not dropped, keyframes and the cheap motion-followed frames
+between them alike, so it is not the model's work: keyframes/s (the servers' own
+`clipspot_keyframes_total` counter, scraped from each server's metrics port before and after a
+level) is. Under `keep_latest` overload the two move apart: a stream that skips frames cannot
+follow motion across the gap, so more of the frames it does take become keyframes.
 """
 
 from __future__ import annotations
@@ -19,12 +25,14 @@ import os
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.common import ROOT, descendants, log, percentiles
+from bench.common import ROOT, descendants, log, percentiles, scrape_counters
 from bench.streams import RssSampler, run_streams
 from pipeline.decode import VideoReader, remux_to_mpegts
 from services.client import SpotClient, StreamOptions
@@ -36,11 +44,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_embedded(threads: int, max_batch: int) -> tuple[subprocess.Popen, str]:
+def start_embedded(threads: int, max_batch: int, metrics_port: int = 0
+                   ) -> tuple[subprocess.Popen, str]:
+    """`clipspot serve` as a subprocess; `metrics_port` 0 serves no metrics."""
     port = free_port()
     command = [sys.executable, "-m", "services.cli.main", "serve", "--port", str(port),
                "--threads", str(threads), "--max-batch", str(max_batch),
-               "--metrics-port", "0"]
+               "--metrics-port", str(metrics_port)]
     process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return process, f"127.0.0.1:{port}"
@@ -55,15 +65,20 @@ def stop_embedded(process: subprocess.Popen) -> None:
         process.kill()
 
 
-def start_ray(threads: int, max_batch: int) -> str:
+def start_ray(threads: int, max_batch: int, metrics_port: int | None = None) -> str:
+    """A local Ray cluster and the Serve app; `metrics_port`: Ray's metrics agent there,
+    exporting every second (its default is 10 s)."""
     import ray
     from ray import serve
     from ray.serve.config import gRPCOptions
 
     from services.ray_app import APP_NAME, GRPC_SERVICERS, ROUTE_PREFIX, build_app
 
+    metrics = {} if metrics_port is None else {
+        "_metrics_export_port": metrics_port,
+        "_system_config": {"metrics_report_interval_ms": 1000}}
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}}, **metrics)
     port = free_port()
     serve.start(grpc_options=gRPCOptions(port=port, grpc_servicer_functions=GRPC_SERVICERS))
     serve.run(build_app({"spotter_replicas": 1, "spotter_cpus": 1, "ingress_cpus": 0.5,
@@ -90,17 +105,35 @@ def warm_up(target: str, png: bytes) -> None:
             client.spot_image(png)
 
 
+def keyframes_total(metrics_port: int, prefix: str, quiet_s: float) -> float:
+    """The server's `clipspot_keyframes_total`, summed over replicas, once it has not moved for
+    `quiet_s` (Ray's agent exports each second; the embedded server's count is current)."""
+    name = f"{prefix}clipspot_keyframes_total"
+    last = scrape_counters(metrics_port).get(name, 0.0)
+    deadline = time.monotonic() + 30
+    while quiet_s and time.monotonic() < deadline:
+        time.sleep(quiet_s)
+        now = scrape_counters(metrics_port).get(name, 0.0)
+        if now == last:
+            break
+        last = now
+    return last
+
+
 def measure(target: str, chunks: list[bytes], period_s: float, streams: int, expected: int,
-            pids: Any, limit_s: float) -> dict[str, Any]:
+            pids: Any, limit_s: float, keyframes: Callable[[], float]) -> dict[str, Any]:
     options = [StreamOptions(stream_id=f"load-{i}", drop_policy="keep_latest")
                for i in range(streams)]
+    keyframes_before = keyframes()
     with RssSampler(pids, period_s=0.5) as sampler:
         outcomes, wall = run_streams(target, chunks, options, period_s, limit_s)
+    detected = keyframes() - keyframes_before
     answered = sum(len(set(o.get("frames", ()))) for o in outcomes)
     dropped = sum(o.get("dropped", 0) for o in outcomes)
     latencies = [1000 * x for o in outcomes for x in o.get("spotted_latencies", [])]
     return {"streams": streams, "wall_s": round(wall, 2),
             "fps_spotted": round((answered - dropped) / wall, 2),
+            "keyframes": int(detected), "keyframes_per_s": round(detected / wall, 2),
             **percentiles(latencies), "dropped": dropped,
             "lost": streams * expected - answered,
             "errors": [o["error"] for o in outcomes if "error" in o],
@@ -122,34 +155,40 @@ def run(out: Path, seconds: float, levels: tuple[int, ...] = (1, 4, 16), threads
     period_s = seconds / len(chunks)  # chunks at the clip's own rate: a live 25 fps camera
     png = cv2.imencode(".png", cv2.cvtColor(frames[0].image, cv2.COLOR_RGB2BGR))[1].tobytes()
     limit_s = 3 * seconds + 120  # bounded: a stuck stream ends the level, its frames count lost
-    embedded, embedded_target = start_embedded(threads, max_batch)
-    servers = {"embedded": (embedded_target, lambda: descendants(embedded.pid))}
+    embedded_metrics, ray_metrics = free_port(), free_port()
+    embedded, embedded_target = start_embedded(threads, max_batch, embedded_metrics)
+    servers = {"embedded": (embedded_target, lambda: descendants(embedded.pid),
+                            lambda: keyframes_total(embedded_metrics, "", 0))}
     try:
         if with_ray:
-            ray_target = start_ray(threads, max_batch)
+            ray_target = start_ray(threads, max_batch, ray_metrics)
             mine = os.getpid()
             servers["ray"] = (ray_target, lambda: [
-                p for p in descendants(mine) if p != mine and p not in descendants(embedded.pid)])
-        for target, _ in servers.values():
+                p for p in descendants(mine) if p != mine and p not in descendants(embedded.pid)],
+                lambda: keyframes_total(ray_metrics, "ray_", 2.5))
+        for target, *_ in servers.values():
             warm_up(target, png)
         results: dict[str, list] = {name: [] for name in servers}
         for index, streams in enumerate(levels):
             order = list(servers) if index % 2 == 0 else list(servers)[::-1]
             for name in order:
                 log(f"service: {name}, {streams} live streams of {seconds:g} s")
-                target, pids = servers[name]
+                target, pids, keyframes = servers[name]
                 results[name].append(measure(target, chunks, period_s, streams, len(frames),
-                                             pids, limit_s))
+                                             pids, limit_s, keyframes))
     finally:
         stop_embedded(embedded)
         if with_ray:
             stop_ray()
-    ratio = {}
+    ratio, keyframe_ratio = {}, {}
     if "ray" in results:
+        pairs = list(zip(results["embedded"], results["ray"], strict=True))
         ratio = {str(e["streams"]): round(r["fps_spotted"] / e["fps_spotted"], 2)
-                 for e, r in zip(results["embedded"], results["ray"], strict=True)
-                 if e["fps_spotted"]}
+                 for e, r in pairs if e["fps_spotted"]}
+        keyframe_ratio = {str(e["streams"]): round(r["keyframes_per_s"] / e["keyframes_per_s"], 2)
+                          for e, r in pairs if e["keyframes_per_s"]}
     return {"clip": video.name, "frames_per_stream": len(frames), "fps_source": 25,
             "drop_policy": "keep_latest", "threads": threads, "max_batch": max_batch,
             "servers": results, "ray_over_embedded_fps": ratio,
+            "ray_over_embedded_keyframes": keyframe_ratio,
             "lost_total": int(np.sum([r["lost"] for rs in results.values() for r in rs]))}

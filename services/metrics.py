@@ -57,13 +57,16 @@ ACTIVE_STREAMS = Metric("clipspot_active_streams", "gauge", "StreamSpot calls op
 ACTIVE_TRACKS = Metric("clipspot_active_tracks", "gauge", "Live word tracks, all streams")
 WORDS_READ = Metric("clipspot_words_read", "counter",
                     "Words given to the reader (VideoRunner.words_read)")
+KEYFRAMES = Metric("clipspot_keyframes", "counter",
+                   "Frames the detector ran on (VideoRunner.frames_spotted); the frames between "
+                   "keyframes are followed by motion, which costs little")
 PROMPT_CACHE = Metric("clipspot_prompt_cache_lookups", "counter",
                       "Custom-prompt embedding lookups (hit: local or Redis)", ("result",))
 STREAMS_ENDED = Metric("clipspot_streams_ended", "counter",
                        "StreamSpot calls ended (or refused), by gRPC status code", ("code",))
 
 METRICS = (FRAMES_IN, FRAMES_OUT, FRAMES_IN_ALL, FRAMES_OUT_ALL, DROPPED, LATENCY, QUEUE_DEPTH,
-           ACTIVE_STREAMS, ACTIVE_TRACKS, WORDS_READ, PROMPT_CACHE, STREAMS_ENDED)
+           ACTIVE_STREAMS, ACTIVE_TRACKS, WORDS_READ, KEYFRAMES, PROMPT_CACHE, STREAMS_ENDED)
 
 
 class MetricSink(Protocol):
@@ -160,6 +163,7 @@ class StreamMeter:
         self._tracks = 0
         self._dropped = 0
         self._words = 0
+        self._keyframes = 0
         self._closed = False
 
     def decoded(self, queue_depth: int, dropped_total: int) -> None:
@@ -172,8 +176,10 @@ class StreamMeter:
             self._dropped = dropped_total
         self._queue(queue_depth)
 
-    def answered(self, latency_s: float, queue_depth: int, words_read: int, tracks: int) -> None:
-        """A FrameResult is on its way; the runner has read `words_read` words so far."""
+    def answered(self, latency_s: float, queue_depth: int, words_read: int, tracks: int,
+                 keyframes: int = 0) -> None:
+        """A FrameResult is on its way; the runner has read `words_read` words and detected
+        on `keyframes` frames so far."""
         rec = self.recorder
         rec._inc(FRAMES_OUT, 1, stream=self.label)
         rec._inc(FRAMES_OUT_ALL, 1)
@@ -181,6 +187,9 @@ class StreamMeter:
         if words_read > self._words:
             rec._inc(WORDS_READ, words_read - self._words)
             self._words = words_read
+        if keyframes > self._keyframes:
+            rec._inc(KEYFRAMES, keyframes - self._keyframes)
+            self._keyframes = keyframes
         self._queue(queue_depth)
         self._track_count(tracks)
 

@@ -159,7 +159,8 @@ class _Stream:
             self.next_frame = result.frame + 1
             self.out.put_nowait(AnsweredFrame(result, item.seq))
             self.meter.answered(time.perf_counter() - self.queued_at.popleft(), len(self.queue),
-                                self.runner.words_read, len(self.runner.tracker.live_track_ids))
+                                self.runner.words_read, len(self.runner.tracker.live_track_ids),
+                                self.runner.frames_spotted)
             for event in events:
                 self.out.put_nowait(event)
         for event in await loop.run_in_executor(self.thread, self.runner.finish):

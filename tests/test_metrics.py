@@ -69,14 +69,14 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
-def words_read_locally(spotter: Spotter, jpegs: list[Path]) -> int:
-    """What `clipspot spot` reads on these frames (the server runs the same VideoRunner)."""
+def run_locally(spotter: Spotter, jpegs: list[Path]) -> VideoRunner:
+    """What `clipspot spot` does on these frames (the server runs the same VideoRunner)."""
     runner = VideoRunner(spotter, RunnerConfig())
     frames = [VideoFrame(i, None, decode_image_bytes(p.read_bytes())) for i, p in
               enumerate(jpegs)]
     for _ in runner.run(frames):
         pass
-    return runner.words_read
+    return runner
 
 
 def test_counters_follow_a_stream_while_open_and_after_close(server, spotter, jpegs) -> None:
@@ -123,7 +123,10 @@ def test_counters_follow_a_stream_while_open_and_after_close(server, spotter, jp
     assert moved("clipspot_spot_latency_seconds_sum") > 0
     assert moved("clipspot_streams_ended_total", code="OK") == 1
     assert moved("clipspot_frames_dropped_total", policy="none") == 0
-    assert moved("clipspot_words_read_total") == words_read_locally(spotter, jpegs) > 0
+    local = run_locally(spotter, jpegs)
+    assert moved("clipspot_words_read_total") == local.words_read > 0
+    # keyframes only: the adaptive default follows the frames between them by motion
+    assert count > moved("clipspot_keyframes_total") == local.frames_spotted > 0
     for gauge in ("clipspot_active_streams", "clipspot_active_tracks", "clipspot_queue_depth"):
         assert value(after, gauge) == 0, gauge
 

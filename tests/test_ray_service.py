@@ -366,7 +366,8 @@ def test_ray_metrics_port_shows_the_stream_counters_move(ray_cluster, ray_servic
     path, pts = video
     port = ray_cluster["metrics_port"]
     names = ("ray_clipspot_frames_decoded_total", "ray_clipspot_frames_answered_total",
-             "ray_clipspot_spot_latency_seconds_count", "ray_clipspot_words_read_total")
+             "ray_clipspot_spot_latency_seconds_count", "ray_clipspot_words_read_total",
+             "ray_clipspot_keyframes_total")
     before = settled_ray_metrics(port)  # earlier tests' last frames exported first
     results, _ = stream_once(ray_service["target"], path, stream_id="scraped")
     assert_every_frame_in_order(results, pts)
@@ -374,7 +375,7 @@ def test_ray_metrics_port_shows_the_stream_counters_move(ray_cluster, ray_servic
     def moved() -> bool:
         after = scrape_ray_metrics(port)
         return all(after.get(n, 0.0) - before.get(n, 0.0) >= len(pts) for n in names[:3]) \
-            and after.get(names[3], 0.0) > before.get(names[3], 0.0)
+            and all(after.get(n, 0.0) > before.get(n, 0.0) for n in names[3:])
 
     wait_for(moved, f"{names} to grow by {len(pts)} frames on Ray's metrics port", 60)
     after = scrape_ray_metrics(port)
