@@ -235,6 +235,9 @@ class Spotter:
         """Run the text encoder on a prompt: float32 (embed_dim,). Deterministic."""
         if not prompt.strip():
             raise ClipSpotError("the text prompt is empty")
+        if not self.detector.config.clip_modules:
+            raise ClipSpotError("these weights have no CLIP-side modules (an ablation "
+                                "baseline): a text prompt does not apply")
         embedding = self.detector.text_embedding(prompt)
         return embedding.float().cpu().numpy().reshape(-1)
 

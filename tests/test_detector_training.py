@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import pytest
 import torch
 from shared_data import SHARED_DATA
@@ -61,3 +62,16 @@ def test_the_ablation_baseline_has_no_clip_side_modules_and_trains_on_a_few_shot
     assert out.score_map is None and out.head.prob.shape[-2:] == (128, 128)
     with pytest.raises(ValueError, match="no CLIP-side modules"):
         model.text_embedding("a custom prompt")
+
+    # exported, it spots like any weights file (detection only), and refuses custom prompts
+    from pipeline.errors import ClipSpotError
+    from pipeline.spotter import Spotter
+    from services.cli.main import main
+
+    weights = tmp_path / "plain.pt"
+    assert main(["export", "--detector", str(tmp_path / "last.pt"), "--out", str(weights)]) == 0
+    spotter = Spotter.load(weights)
+    image = cv2.cvtColor(cv2.imread(str(IC15 / "images" / "img_901.jpg")), cv2.COLOR_BGR2RGB)
+    assert len(spotter.spot([image])) == 1  # one list of words for the one image
+    with pytest.raises(ClipSpotError, match="no CLIP-side modules"):
+        spotter.encode_prompt("a custom prompt")
