@@ -39,12 +39,8 @@ def train_and_score(out: Path, modules: str, images: int | None, seed: int,
     """Train one arm and score it on validation, in this process (one thread)."""
     import torch
 
-    from pipeline.train.detector_training import (
-        DetectorTrainConfig,
-        _initial_model,
-        train_detector,
-        validate,
-    )
+    from pipeline.model.checkpoint import build_detector
+    from pipeline.train.detector_training import DetectorTrainConfig, train_detector, validate
 
     cfg = DetectorTrainConfig(
         ic15_root=str(DATA / "ic15_train"), out_dir=str(out / arm_name(modules, images, seed)),
@@ -55,9 +51,9 @@ def train_and_score(out: Path, modules: str, images: int | None, seed: int,
     started = time.process_time()
     trained = train_detector(cfg)
     train_cpu_s = time.process_time() - started
-    model = _initial_model(cfg)
-    state = torch.load(Path(cfg.out_dir) / "last.pt", map_location="cpu", weights_only=True)
-    model.load_state_dict(state["model"])  # the final step: no selection, same rule every arm
+    last = Path(cfg.out_dir) / "last.pt"  # the final step: no selection, same rule every arm
+    state = torch.load(last, map_location="cpu", weights_only=True)
+    model = build_detector(state["config"], state["model"], str(last))
     with torch.no_grad():
         val = validate(model, cfg, "val")
     # the trainer validated on tune once, at its last step: that is best_hmean

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +34,7 @@ from ray import serve  # noqa: E402
 from ray.serve.config import gRPCOptions  # noqa: E402
 from ray.serve.schema import ServeDeploySchema  # noqa: E402
 
+from bench.common import scrape_counters  # noqa: E402
 from pipeline.data.h264_clips import read_back_pts  # noqa: E402
 from pipeline.data.synth_video import VideoConfig, write_video  # noqa: E402
 from pipeline.decode import remux_to_mpegts  # noqa: E402
@@ -332,27 +332,13 @@ def test_stream_survives_redis_killed_midway(ray_service, video, service_redis):
         service_redis.start()
 
 
-def scrape_ray_metrics(port: int) -> dict[str, float]:
-    """Ray's metrics agent's Prometheus text, each sample name summed over its label sets
-    (replicas, deployments, workers)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
-        text = answer.read().decode()
-    totals: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
-    return totals
-
-
 def settled_ray_metrics(port: int, quiet_s: float = 2.5, timeout_s: float = 30) -> dict:
     """A scrape that two scrapes `quiet_s` apart agree on (the agent exports every second)."""
     deadline = time.monotonic() + timeout_s
-    last = scrape_ray_metrics(port)
+    last = scrape_counters(port)
     while time.monotonic() < deadline:
         time.sleep(quiet_s)
-        now = scrape_ray_metrics(port)
+        now = scrape_counters(port)
         if now.get("ray_clipspot_frames_answered_total") == last.get(
                 "ray_clipspot_frames_answered_total"):
             return now
@@ -373,12 +359,12 @@ def test_ray_metrics_port_shows_the_stream_counters_move(ray_cluster, ray_servic
     assert_every_frame_in_order(results, pts)
 
     def moved() -> bool:
-        after = scrape_ray_metrics(port)
+        after = scrape_counters(port)
         return all(after.get(n, 0.0) - before.get(n, 0.0) >= len(pts) for n in names[:3]) \
             and all(after.get(n, 0.0) > before.get(n, 0.0) for n in names[3:])
 
     wait_for(moved, f"{names} to grow by {len(pts)} frames on Ray's metrics port", 60)
-    after = scrape_ray_metrics(port)
+    after = scrape_counters(port)
     assert after["ray_clipspot_frames_answered_total"] - before.get(
         "ray_clipspot_frames_answered_total", 0.0) == len(pts)
     assert "ray_clipspot_active_streams" in after  # a gauge each ingress replica reports
